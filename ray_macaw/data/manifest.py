@@ -1,0 +1,153 @@
+"""`manifest.json` of a family directory: what was collected, how, and the sha256 of every part."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray_macaw.data.atomic import atomic_write_bytes, file_lock
+from ray_macaw.data.schema import SCHEMA_VERSION
+from ray_macaw.errors import DataError, MissingDataError, SchemaError, SchemaVersionError
+
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".manifest.lock"
+
+
+@dataclass
+class PartRecord:
+    """One complete Parquet part of a task.
+
+    Attributes:
+        file: Path relative to the family directory, e.g. 'task_id=3/part-00000.parquet'.
+        rows: Transitions in the part.
+        episodes: Whole episodes in the part (parts always end on an episode boundary).
+        sha256: Hex digest of the file's bytes.
+        first_step: Lifetime-buffer index (`step` column) of the part's first row.
+    """
+
+    file: str
+    rows: int
+    episodes: int
+    sha256: str
+    first_step: int
+
+
+@dataclass
+class TaskRecord:
+    """Everything the manifest knows about one task's data."""
+
+    task_id: int
+    params: dict[str, Any]
+    parts: list[PartRecord] = field(default_factory=list)
+    complete: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """Transitions over all parts."""
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def episodes(self) -> int:
+        """Episodes over all parts."""
+        return sum(p.episodes for p in self.parts)
+
+
+@dataclass
+class Manifest:
+    """The manifest of one family directory (`<root>/<family>/manifest.json`)."""
+
+    family: str
+    family_seed: int
+    split: str
+    obs_dim: int
+    act_dim: int
+    gamma: float
+    tasks: dict[int, TaskRecord]
+    collector: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, Any] = field(default_factory=dict)
+    library_versions: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Serialise (task ids become JSON object keys)."""
+        doc = asdict(self)
+        doc["tasks"] = {str(k): v for k, v in doc["tasks"].items()}
+        return json.dumps(doc, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> Manifest:
+        """Parse and check a manifest; errors name `path`."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"manifest is not valid JSON ({e.msg} at line {e.lineno})",
+                "restore the file from a backup or re-run the collection into a new root; "
+                "the Parquet parts themselves are untouched",
+                path,
+            ) from e
+        check_version(doc, path)
+        try:
+            tasks = {
+                int(k): TaskRecord(
+                    **{**v, "parts": [PartRecord(**p) for p in v.get("parts", [])]}
+                )
+                for k, v in doc.pop("tasks").items()
+            }
+            return cls(**doc, tasks=tasks)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SchemaError(
+                f"manifest has missing or unexpected fields ({e})",
+                "restore the file from a backup or re-collect into a new root",
+                path,
+            ) from e
+
+    @classmethod
+    def load(cls, family_dir: Path) -> Manifest:
+        """Read `<family_dir>/manifest.json`."""
+        path = family_dir / MANIFEST_NAME
+        if not path.is_file():
+            raise MissingDataError(
+                "no manifest.json in the family directory",
+                "point at a root written by `ray-macaw collect` (ROOT/<family>/manifest.json)",
+                path,
+            )
+        return cls.from_json(path.read_text(), path)
+
+    def save(self, family_dir: Path) -> None:
+        """Write atomically (temporary file, then rename)."""
+        atomic_write_bytes(family_dir / MANIFEST_NAME, self.to_json().encode())
+
+
+def check_version(doc: dict[str, Any], path: Path) -> None:
+    """Refuse manifests from a newer data format than this ray-macaw reads."""
+    version = doc.get("schema_version")
+    if not isinstance(version, int):
+        raise SchemaError(
+            "manifest has no integer 'schema_version'",
+            "restore the file from a backup or re-collect into a new root",
+            path,
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"manifest uses data format v{version}; this ray-macaw reads up to v{SCHEMA_VERSION}",
+            "upgrade ray-macaw (`pip install -U ray-macaw`) to read this root",
+            path,
+        )
+
+
+def update_manifest(family_dir: Path, change: Callable[[Manifest], None]) -> Manifest:
+    """Apply `change` to the manifest under an exclusive lock, then save it atomically.
+
+    Several collector processes on one filesystem can record their parts without losing each
+    other's updates.
+    """
+    with file_lock(family_dir / LOCK_NAME):
+        manifest = Manifest.load(family_dir)
+        change(manifest)
+        manifest.save(family_dir)
+    return manifest

@@ -1,0 +1,267 @@
+"""Write a family's offline data: per-task Parquet parts, atomic, resumable, recorded in the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ray_macaw.data import schema as S
+from ray_macaw.data.atomic import atomic_write_bytes, file_lock
+from ray_macaw.data.manifest import LOCK_NAME, Manifest, PartRecord, TaskRecord, update_manifest
+from ray_macaw.data.returns import episode_returns
+from ray_macaw.errors import DataError, NonFiniteDataError
+from ray_macaw.tasks.base import TaskFamily
+
+DEFAULT_ROWS_PER_PART = 100_000
+_VERSIONED_LIBRARIES = ("ray", "torch", "gymnasium", "mujoco", "metaworld", "pyarrow", "numpy")
+
+
+def task_dir_name(task_id: int) -> str:
+    """Hive partition directory of a task: 'task_id=<k>'."""
+    return f"{S.TASK_ID}={task_id}"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the data, for the manifest."""
+    versions = {}
+    for name in _VERSIONED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class _Pending:
+    """Columns of whole episodes not yet written to a part."""
+
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    rows: int = 0
+    episodes: int = 0
+
+    def append(self, episode: Mapping[str, np.ndarray]) -> None:
+        for name, values in episode.items():
+            self.columns.setdefault(name, []).append(values)
+        self.rows += len(episode[S.REWARDS])
+        self.episodes += 1
+
+
+class DatasetWriter:
+    """Open (or create) `<root>/<family>` for writing.
+
+    An existing manifest must have been written with the same family, seed, dimensions and gamma;
+    otherwise writing is refused, so new rows never mix with data of other settings.
+
+    Args:
+        root: Data root.
+        family: The task family whose tasks are written.
+        obs_dim: Observation size.
+        act_dim: Action size.
+        gamma: Discount of mc_return and terminal_discount.
+        split: Split name recorded in the manifest.
+        collector: Collector name and settings (recorded; must match on resume).
+        seeds: Seeds used, for the record.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        family: TaskFamily,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        gamma: float = 0.99,
+        split: str | None = None,
+        collector: Mapping[str, Any] | None = None,
+        seeds: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.family = family
+        self.family_dir = Path(root) / family.name
+        self.schema = S.arrow_schema(obs_dim, act_dim)
+        wanted = Manifest(
+            family=family.name,
+            family_seed=family.seed,
+            split=family.split(split).name,
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            gamma=gamma,
+            tasks={t.id: TaskRecord(t.id, dict(t.params)) for t in family.tasks},
+            collector=dict(collector or {}),
+            seeds=dict(seeds or {}),
+            library_versions=library_versions(),
+        )
+        try:
+            self.family_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(
+                f"cannot create the family directory: {e.strerror}",
+                "choose a writable root",
+                self.family_dir,
+            ) from e
+        with file_lock(self.family_dir / LOCK_NAME):
+            if (self.family_dir / "manifest.json").exists():
+                _check_compatible(Manifest.load(self.family_dir), wanted, self.family_dir)
+            else:
+                wanted.save(self.family_dir)
+        self.gamma = gamma
+
+    def task_writer(self, task_id: int, rows_per_part: int = DEFAULT_ROWS_PER_PART) -> TaskWriter:
+        """A writer that appends to `task_id`'s parts, resuming after its last complete part."""
+        self.family.task(task_id)
+        record = Manifest.load(self.family_dir).tasks[task_id]
+        return TaskWriter(self, task_id, record, rows_per_part)
+
+    def mark_complete(self, task_id: int, info: Mapping[str, Any] | None = None) -> None:
+        """Record that `task_id` is fully collected, with optional collector info (curves...)."""
+
+        def change(m: Manifest) -> None:
+            m.tasks[task_id].complete = True
+            m.tasks[task_id].info.update(info or {})
+
+        update_manifest(self.family_dir, change)
+
+
+def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) -> None:
+    keys = ("family", "family_seed", "obs_dim", "act_dim", "gamma", "collector")
+    diffs = [
+        f"{k}: {getattr(existing, k)!r} there, {getattr(wanted, k)!r} now"
+        for k in keys
+        if getattr(existing, k) != getattr(wanted, k)
+    ]
+    if diffs:
+        raise DataError(
+            "this root already holds data written with other settings (" + "; ".join(diffs) + ")",
+            "re-run with the original settings to resume, or write to a new root",
+            family_dir,
+        )
+
+
+class TaskWriter:
+    """Buffers whole episodes of one task and writes them as Parquet parts.
+
+    A part is written when `rows_per_part` rows are pending and on `flush()`; every part ends on
+    an episode boundary, and is recorded in the manifest only once it is complete on disk.
+    """
+
+    def __init__(
+        self, parent: DatasetWriter, task_id: int, record: TaskRecord, rows_per_part: int
+    ) -> None:
+        if rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be positive, got {rows_per_part}")
+        self.parent = parent
+        self.task_id = task_id
+        self.rows_per_part = rows_per_part
+        self.next_part = len(record.parts)
+        self.next_step = record.rows
+        self.next_episode = record.episodes
+        self._pending = _Pending()
+
+    @property
+    def rows_written(self) -> int:
+        """Rows in complete parts plus rows pending (the task's lifetime-buffer length so far)."""
+        return self.next_step
+
+    def add_episode(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        *,
+        terminated: bool,
+    ) -> None:
+        """Append one episode (time order); its last step ended in a terminal state or not.
+
+        An episode that did not terminate was truncated (time limit or end of collection), so
+        its value at s^T is bootstrapped.
+
+        Raises:
+            NonFiniteDataError: NaN or inf in any input; nothing is written.
+        """
+        length = len(rewards)
+        cols = {S.OBS: obs, S.ACTIONS: actions, S.REWARDS: rewards, S.NEXT_OBS: next_obs}
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}
+        self._check_episode(arrays, length)
+        ret = episode_returns(arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma,
+                              terminated)
+        last = np.arange(length) == length - 1
+        self._pending.append(
+            {
+                **arrays,
+                S.TASK_ID: np.full(length, self.task_id, dtype=np.int32),
+                S.EPISODE_ID: np.full(length, self.next_episode, dtype=np.int64),
+                S.T: np.arange(length, dtype=np.int32),
+                S.STEP: np.arange(self.next_step, self.next_step + length, dtype=np.int64),
+                S.TERMINAL_OBS: np.broadcast_to(ret.terminal_obs, arrays[S.OBS].shape),
+                S.TERMINATED: last & terminated,
+                S.TRUNCATED: last & (not terminated),
+                S.MC_RETURN: ret.mc_return,
+                S.TERMINAL_DISCOUNT: ret.terminal_discount,
+            }
+        )
+        self.next_step += length
+        self.next_episode += 1
+        if self._pending.rows >= self.rows_per_part:
+            self.flush()
+
+    def _check_episode(self, arrays: Mapping[str, np.ndarray], length: int) -> None:
+        obs_dim = self.parent.schema.field(S.OBS).type.list_size
+        act_dim = self.parent.schema.field(S.ACTIONS).type.list_size
+        expected = {S.OBS: (length, obs_dim), S.NEXT_OBS: (length, obs_dim),
+                    S.ACTIONS: (length, act_dim), S.REWARDS: (length,)}
+        if length == 0:
+            raise ValueError("an episode needs at least one step")
+        for name, shape in expected.items():
+            if arrays[name].shape != shape:
+                raise ValueError(f"{name} has shape {arrays[name].shape}, expected {shape}")
+            if not np.isfinite(arrays[name]).all():
+                raise NonFiniteDataError(
+                    f"episode {self.next_episode} of task {self.task_id} has NaN or inf in "
+                    f"'{name}'",
+                    "check the environment and behaviour policy; the episode was not written",
+                )
+
+    def flush(self) -> PartRecord | None:
+        """Write pending episodes as one part and record it in the manifest."""
+        if self._pending.rows == 0:
+            return None
+        table = self._pending_table()
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        data = sink.getvalue().to_pybytes()
+        task_dir = self.parent.family_dir / task_dir_name(self.task_id)
+        relative = f"{task_dir_name(self.task_id)}/part-{self.next_part:05d}.parquet"
+        task_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.parent.family_dir / relative, data)
+        part = PartRecord(
+            file=relative,
+            rows=table.num_rows,
+            episodes=self._pending.episodes,
+            sha256=hashlib.sha256(data).hexdigest(),
+            first_step=int(table.column(S.STEP)[0].as_py()),
+        )
+        update_manifest(self.parent.family_dir,
+                        lambda m: m.tasks[self.task_id].parts.append(part))
+        self.next_part += 1
+        self._pending = _Pending()
+        return part
+
+    def _pending_table(self) -> pa.Table:
+        arrays = []
+        for field_ in self.parent.schema:
+            values = np.concatenate(self._pending.columns[field_.name])
+            if pa.types.is_fixed_size_list(field_.type):
+                flat = pa.array(values.reshape(-1), type=pa.float32())
+                arrays.append(pa.FixedSizeListArray.from_arrays(flat, field_.type.list_size))
+            else:
+                arrays.append(pa.array(values, type=field_.type))
+        return pa.Table.from_arrays(arrays, schema=self.parent.schema)
