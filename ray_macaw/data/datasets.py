@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from ray_macaw.data import schema as S
 from ray_macaw.data.manifest import MANIFEST_NAME, Manifest, PartRecord, TaskRecord
-from ray_macaw.data.task_data import TaskData
+from ray_macaw.data.task_data import TaskData, table_to_numpy
 from ray_macaw.errors import (
     ChecksumError,
     DataError,
@@ -106,7 +106,8 @@ class TaskDatasets:
         paths = [str(p) for p in self.part_paths(task_id)]
         # The task id is a stored column; reading the directory name as a hive partition would
         # add it a second time.
-        return ray.data.read_parquet(paths, partitioning=None)
+        dataset = ray.data.read_parquet(paths, partitioning=None)
+        return dataset.map_batches(table_to_numpy, batch_format="pyarrow")
 
     def load(self, task_id: int) -> TaskData:
         """Read, verify and hold one task's data in memory, ordered by `step`."""

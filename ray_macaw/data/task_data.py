@@ -21,6 +21,22 @@ from ray_macaw.data.samplers import (
 Batch = dict[str, np.ndarray]
 
 
+def table_to_numpy(table: pa.Table) -> Batch:
+    """Columns as numpy arrays; fixed-size list columns become (rows, dim) arrays.
+
+    Also the batch function `TaskDatasets.ray_dataset` maps over blocks: Ray Data would otherwise
+    give fixed-size lists as object arrays of lists; as 2-D arrays Ray stores them as tensors.
+    """
+    out = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(column.type):
+            out[name] = column.flatten().to_numpy().reshape(-1, column.type.list_size)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
 @dataclass
 class TaskData:
     """A task's transitions ordered by `step`, column by column.
@@ -35,16 +51,7 @@ class TaskData:
     @classmethod
     def from_table(cls, task_id: int, table: pa.Table) -> TaskData:
         """Convert an Arrow table of the data schema, sorting rows by `step`."""
-        table = table.sort_by(S.STEP)
-        columns = {}
-        for name in table.column_names:
-            column = table.column(name).combine_chunks()
-            if pa.types.is_fixed_size_list(column.type):
-                dim = column.type.list_size
-                columns[name] = column.flatten().to_numpy().reshape(-1, dim)
-            else:
-                columns[name] = column.to_numpy(zero_copy_only=False)
-        return cls(task_id, columns)
+        return cls(task_id, table_to_numpy(table.sort_by(S.STEP)))
 
     @property
     def n_rows(self) -> int:
