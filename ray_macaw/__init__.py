@@ -1,4 +1,5 @@
-"""ray-macaw: Ray-native MACAW (Mitchell et al., ICML 2021), offline meta-RL with advantage weighting."""
+"""ray-macaw: Ray-native MACAW (Mitchell et al., ICML 2021), offline meta-RL with advantage
+weighting."""
 
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.tasks import get_task_family

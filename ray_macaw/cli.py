@@ -25,7 +25,9 @@ def _render_tasks(doc: dict[str, Any]) -> str:
     ]
     for task in doc["tasks"]:
         params = json.dumps(task["params"])
-        lines.append(f"  task {task['id']:>3}: {params[:100] + ('...' if len(params) > 100 else '')}")
+        lines.append(
+            f"  task {task['id']:>3}: {params[:100] + ('...' if len(params) > 100 else '')}"
+        )
     return "\n".join(lines)
 
 
@@ -38,15 +40,20 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 def _render_inspect(doc: dict[str, Any]) -> str:
     lines = [f"root {doc['root']}"]
     for fam in doc["families"]:
-        lines.append(f"family {fam['family']} ({fam['path']}), obs {fam['obs_dim']}, "
-                     f"act {fam['act_dim']}, format v{fam['schema_version']}")
-        lines.append(f"  {'task':>4} {'rows':>10} {'episodes':>8} {'mean ret':>10} "
-                     f"{'max ret':>10}  checksum")
+        lines.append(
+            f"family {fam['family']} ({fam['path']}), obs {fam['obs_dim']}, "
+            f"act {fam['act_dim']}, format v{fam['schema_version']}"
+        )
+        lines.append(
+            f"  {'task':>4} {'rows':>10} {'episodes':>8} {'mean ret':>10} {'max ret':>10}  checksum"
+        )
         for t in fam["tasks"]:
             mean = "-" if t["mean_return"] is None else f"{t['mean_return']:.2f}"
             best = "-" if t["max_return"] is None else f"{t['max_return']:.2f}"
-            lines.append(f"  {t['task_id']:>4} {t['rows']:>10} {t['episodes']:>8} {mean:>10} "
-                         f"{best:>10}  {t['checksum']}")
+            lines.append(
+                f"  {t['task_id']:>4} {t['rows']:>10} {t['episodes']:>8} {mean:>10} "
+                f"{best:>10}  {t['checksum']}"
+            )
     return "\n".join(lines)
 
 

@@ -50,7 +50,10 @@ def write_root(
         for episode in range(episodes):
             ep = rollout(env, rng, seed=1000 * task_id + episode)
             task_writer.add_episode(
-                ep["obs"], ep["actions"], ep["rewards"], ep["next_obs"],
+                ep["obs"],
+                ep["actions"],
+                ep["rewards"],
+                ep["next_obs"],
                 terminated=bool(ep["terminated"]),
             )
         task_writer.flush()

@@ -58,12 +58,12 @@ def test_missing_root(tmp_path: Path) -> None:
 
 
 def test_missing_family_in_root(root: Path) -> None:
-    with pytest.raises(MissingDataError, match="no data for family 'ant-dir'.*found: point-robot"):
+    with pytest.raises(MissingDataError, match=r"no data for family 'ant-dir'.*found: point-robot"):
         TaskDatasets(root, "ant-dir")
 
 
 def test_unknown_task_id_in_data(root: Path) -> None:
-    with pytest.raises(UnknownNameError, match="unknown task id '7'.*use one of: 0, 1"):
+    with pytest.raises(UnknownNameError, match=r"unknown task id '7'.*use one of: 0, 1"):
         TaskDatasets(root).load(7)
 
 
@@ -146,7 +146,7 @@ def test_manifest_from_a_newer_format(root: Path) -> None:
     doc = json.loads(path.read_text())
     doc["schema_version"] = S.SCHEMA_VERSION + 1
     path.write_text(json.dumps(doc))
-    with pytest.raises(SchemaVersionError, match="data format v2.*reads up to v1") as info:
+    with pytest.raises(SchemaVersionError, match=r"data format v2.*reads up to v1") as info:
         TaskDatasets(root)
     assert "upgrade ray-macaw" in str(info.value) and str(path) in str(info.value)
 
@@ -170,7 +170,7 @@ def test_manifest_with_missing_fields(root: Path) -> None:
 def test_writer_refuses_other_settings_and_keeps_data(root: Path) -> None:
     before = part_path(root).read_bytes()
     family = get_task_family("point-robot")
-    with pytest.raises(DataError, match="gamma: 0.99 there, 0.9 now"):
+    with pytest.raises(DataError, match=r"gamma: 0.99 there, 0.9 now"):
         DatasetWriter(root, family, obs_dim=2, act_dim=2, gamma=0.9, collector={"algo": "random"})
     assert part_path(root).read_bytes() == before
     assert TaskDatasets(root).load(0).n_rows == 80
@@ -190,8 +190,9 @@ def test_writer_refuses_wrong_shapes(tmp_path: Path) -> None:
     family = get_task_family("point-robot")
     writer = DatasetWriter(tmp_path, family, obs_dim=2, act_dim=2).task_writer(0)
     with pytest.raises(ValueError, match=r"actions has shape \(3, 3\), expected \(3, 2\)"):
-        writer.add_episode(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros(3), np.zeros((3, 2)),
-                           terminated=False)
+        writer.add_episode(
+            np.zeros((3, 2)), np.zeros((3, 3)), np.zeros(3), np.zeros((3, 2)), terminated=False
+        )
 
 
 def test_cli_reports_data_errors_in_one_line(

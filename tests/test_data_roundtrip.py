@@ -27,8 +27,9 @@ def test_round_trip_preserves_every_value(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     episodes = [rollout(env, rng, seed=s) for s in range(3)]
     for ep in episodes:
-        task_writer.add_episode(ep["obs"], ep["actions"], ep["rewards"], ep["next_obs"],
-                                terminated=False)
+        task_writer.add_episode(
+            ep["obs"], ep["actions"], ep["rewards"], ep["next_obs"], terminated=False
+        )
     task_writer.flush()
 
     data = TaskDatasets(tmp_path, "cheetah-vel").load(4)
@@ -45,8 +46,10 @@ def test_round_trip_preserves_every_value(tmp_path: Path) -> None:
     assert not data.columns[S.TERMINATED].any()
     # terminal obs is the episode's last next_obs; R and g follow the per-episode recursion
     first = episodes[0]
-    np.testing.assert_array_equal(data.columns[S.TERMINAL_OBS][:200],
-                                  np.broadcast_to(first["next_obs"][-1].astype(np.float32), (200, 20)))
+    np.testing.assert_array_equal(
+        data.columns[S.TERMINAL_OBS][:200],
+        np.broadcast_to(first["next_obs"][-1].astype(np.float32), (200, 20)),
+    )
     r = first["rewards"].astype(np.float32).astype(np.float64)
     assert data.columns[S.MC_RETURN][198] == pytest.approx(r[198] + 0.9 * r[199], rel=1e-5)
     assert data.columns[S.TERMINAL_DISCOUNT][197] == pytest.approx(0.9**3)
@@ -97,8 +100,9 @@ def test_sampling_from_loaded_task(tmp_path: Path) -> None:
 
 def test_whole_root_reads_as_hive_partitioned_parquet(tmp_path: Path) -> None:
     write_root(tmp_path)
-    dataset = pads.dataset(tmp_path / "point-robot", format="parquet", partitioning="hive",
-                           exclude_invalid_files=True)
+    dataset = pads.dataset(
+        tmp_path / "point-robot", format="parquet", partitioning="hive", exclude_invalid_files=True
+    )
     table = dataset.to_table()
     assert table.num_rows == 360
     assert sorted(set(table.column(S.TASK_ID).to_pylist())) == [0, 1, 3]

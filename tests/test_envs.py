@@ -21,8 +21,10 @@ def torso(env) -> np.ndarray:
     return env.unwrapped.data.body("torso").xpos.copy()
 
 
-@pytest.mark.parametrize(("family_name", "task_id"), [("cheetah-dir", 0), ("cheetah-dir", 1),
-                                                      ("cheetah-vel", 7), ("cheetah-vel", 30)])
+@pytest.mark.parametrize(
+    ("family_name", "task_id"),
+    [("cheetah-dir", 0), ("cheetah-dir", 1), ("cheetah-vel", 7), ("cheetah-vel", 30)],
+)
 def test_cheetah_reward_matches_formula(family_name: str, task_id: int) -> None:
     family = get_task_family(family_name)
     params = family.task(task_id).params
@@ -34,8 +36,9 @@ def test_cheetah_reward_matches_formula(family_name: str, task_id: int) -> None:
         x_before = env.unwrapped.data.qpos[0]  # rootx slide joint
         obs, reward, terminated, truncated, _ = env.step(action)
         v_x = (env.unwrapped.data.qpos[0] - x_before) / 0.05
-        task_term = params["direction"] * v_x if "direction" in params else -abs(
-            v_x - params["velocity"])
+        task_term = (
+            params["direction"] * v_x if "direction" in params else -abs(v_x - params["velocity"])
+        )
         assert reward == pytest.approx(task_term - 0.05 * float(action @ action), abs=1e-6)
         assert not terminated and not truncated
     data = env.unwrapped.data
@@ -63,8 +66,12 @@ def test_ant_dir_reward_matches_formula() -> None:
         obs, reward, terminated, _, _ = env.step(action)
         velocity = (torso(env)[:2] - xy_before) / 0.05
         contact = np.clip(env.unwrapped.data.cfrc_ext, -1, 1)
-        expected = (velocity @ direction - 0.5 * float(action @ action)
-                    - 0.5e-3 * float(np.sum(contact**2)) + 1.0)
+        expected = (
+            velocity @ direction
+            - 0.5 * float(action @ action)
+            - 0.5e-3 * float(np.sum(contact**2))
+            + 1.0
+        )
         assert reward == pytest.approx(expected, abs=1e-6)
         if terminated:
             break

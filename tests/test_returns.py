@@ -1,4 +1,4 @@
-"""MC return-to-go, terminal discount and terminal obs, checked against values worked out by hand."""
+"""MC return-to-go, terminal discount and terminal obs, against values worked out by hand."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ def test_three_step_truncated_episode_by_hand() -> None:
     # gamma = 0.5, rewards 1, 2, 4:
     #   R_2 = 4, R_1 = 2 + 0.5 * 4 = 4, R_0 = 1 + 0.5 * 4 = 3
     #   g_t = 0.5^(3 - t): 0.125, 0.25, 0.5  (the value of s^T is bootstrapped)
-    out = episode_returns(np.array([1.0, 2.0, 4.0]), np.array([7.0, 8.0]), gamma=0.5,
-                          terminated=False)
+    out = episode_returns(
+        np.array([1.0, 2.0, 4.0]), np.array([7.0, 8.0]), gamma=0.5, terminated=False
+    )
     np.testing.assert_allclose(out.mc_return, [3.0, 4.0, 4.0])
     np.testing.assert_allclose(out.terminal_discount, [0.125, 0.25, 0.5])
     np.testing.assert_array_equal(out.terminal_obs, [7.0, 8.0])

@@ -18,13 +18,16 @@ def test_whole_buffer_with_stride_drops_first_n_mod_stride_rows() -> None:
 
 def test_start_middle_end_slices() -> None:
     n_rows = 1000
-    np.testing.assert_array_equal(select_rows(n_rows, size=100, position="start"),
-                                  np.arange(0, 100))
-    np.testing.assert_array_equal(select_rows(n_rows, size=100, position="end"),
-                                  np.arange(900, 1000))
+    np.testing.assert_array_equal(
+        select_rows(n_rows, size=100, position="start"), np.arange(0, 100)
+    )
+    np.testing.assert_array_equal(
+        select_rows(n_rows, size=100, position="end"), np.arange(900, 1000)
+    )
     # true middle: centred on N // 2 = 500 -> [450, 550)
-    np.testing.assert_array_equal(select_rows(n_rows, size=100, position="middle"),
-                                  np.arange(450, 550))
+    np.testing.assert_array_equal(
+        select_rows(n_rows, size=100, position="middle"), np.arange(450, 550)
+    )
     # the authors' quirk: centred on (N // 2) // 2 = 250 -> [200, 300)
     np.testing.assert_array_equal(
         select_rows(n_rows, size=100, position="middle", middle_centre="quarter"),
@@ -34,8 +37,9 @@ def test_start_middle_end_slices() -> None:
 
 def test_slice_with_stride_and_size_larger_than_buffer() -> None:
     # size 30, stride 7: 30 // 7 = 4 rows, from a chunk of 28: end -> [72, 100) every 7th
-    np.testing.assert_array_equal(select_rows(100, size=30, stride=7, position="end"),
-                                  [72, 79, 86, 93])
+    np.testing.assert_array_equal(
+        select_rows(100, size=30, stride=7, position="end"), [72, 79, 86, 93]
+    )
     # asking for more than exists keeps everything
     np.testing.assert_array_equal(select_rows(50, size=10_000, position="start"), np.arange(50))
 

@@ -22,7 +22,12 @@ def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
 
 def test_all_six_families_are_registered() -> None:
     assert set(FAMILIES) == {
-        "point-robot", "cheetah-dir", "cheetah-vel", "ant-dir", "walker-params", "ml45"
+        "point-robot",
+        "cheetah-dir",
+        "cheetah-vel",
+        "ant-dir",
+        "walker-params",
+        "ml45",
     }
 
 
@@ -85,8 +90,12 @@ def test_walker_params(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(doc["train"]) == 45
     params = doc["tasks"][0]["params"]
     assert set(params) == {"body_mass", "body_inertia", "dof_damping", "geom_friction"}
-    for key, base in [("body_mass", 1.5), ("body_inertia", 1.5), ("dof_damping", 1.3),
-                      ("geom_friction", 1.5)]:
+    for key, base in [
+        ("body_mass", 1.5),
+        ("body_inertia", 1.5),
+        ("dof_damping", 1.3),
+        ("geom_friction", 1.5),
+    ]:
         values = np.concatenate([np.ravel(t["params"][key]) for t in doc["tasks"]])
         assert values.min() >= base**-3 and values.max() <= base**3
         # log-uniform: log_base(multiplier) spreads over most of [-3, 3]
@@ -99,7 +108,11 @@ def test_ml45(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["train"] == list(range(45)) and doc["test"] == list(range(45, 50))
     names = [t["params"]["env_name"] for t in doc["tasks"]]
     assert {names[i] for i in doc["test"]} == {
-        "bin-picking-v3", "box-close-v3", "hand-insert-v3", "door-lock-v3", "door-unlock-v3"
+        "bin-picking-v3",
+        "box-close-v3",
+        "hand-insert-v3",
+        "door-lock-v3",
+        "door-unlock-v3",
     }
     assert "reach-v3" in names[:45] and len(set(names)) == 50
 
@@ -120,9 +133,19 @@ def test_families_are_deterministic_given_seed(name: str) -> None:
 
 def test_console_script_prints_json() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "ray_macaw.cli", "tasks", "cheetah-vel", "--split", "eighth",
-         "--json"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ray_macaw.cli",
+            "tasks",
+            "cheetah-vel",
+            "--split",
+            "eighth",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert json.loads(out)["train"] == [0, 8, 16, 24, 32]
 

@@ -60,8 +60,9 @@ class TaskDatasets:
             family = families[0]
         self.family_dir = self.root / family
         if not self.family_dir.is_dir():
+            found = ", ".join(families) or "none"
             raise MissingDataError(
-                f"no data for family '{family}' in this root (found: {', '.join(families) or 'none'})",
+                f"no data for family '{family}' in this root (found: {found})",
                 f"collect it with `ray-macaw collect --family {family} --out {self.root}`",
                 self.family_dir,
             )
@@ -139,7 +140,9 @@ class TaskDatasets:
                 path,
             )
         data = path.read_bytes()
-        if (self.verify if verify is None else verify) and hashlib.sha256(data).hexdigest() != part.sha256:
+        if (self.verify if verify is None else verify) and hashlib.sha256(
+            data
+        ).hexdigest() != part.sha256:
             raise ChecksumError(
                 "part's sha256 does not match the manifest (changed or truncated after writing)",
                 "restore the part from a backup or re-collect the task; pass verify=False only "
@@ -162,9 +165,7 @@ class TaskDatasets:
 
     def _check_rows(self, table: pa.Table, task_id: int) -> None:
         if table.num_rows == 0:
-            raise DataError(
-                f"task {task_id} has no rows", "re-collect the task", self.family_dir
-            )
+            raise DataError(f"task {task_id} has no rows", "re-collect the task", self.family_dir)
         ids = pc.unique(table.column(S.TASK_ID)).to_pylist()
         if ids != [task_id]:
             raise DataError(

@@ -93,9 +93,7 @@ class Manifest:
         check_version(doc, path)
         try:
             tasks = {
-                int(k): TaskRecord(
-                    **{**v, "parts": [PartRecord(**p) for p in v.get("parts", [])]}
-                )
+                int(k): TaskRecord(**{**v, "parts": [PartRecord(**p) for p in v.get("parts", [])]})
                 for k, v in doc.pop("tasks").items()
             }
             return cls(**doc, tasks=tasks)

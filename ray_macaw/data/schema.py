@@ -1,7 +1,8 @@
-"""The offline data format: column names, Arrow schema and version (architecture.md, spec §6.1).
+"""The offline data format: column names, Arrow schema and version (spec §6.1).
 
 One row per transition. Names follow RLlib's `Columns` where one exists (`obs`, `actions`,
-`rewards`, `t`); the rest are MACAW's (`mc_return` = R, `terminal_obs` = s^T, `terminal_discount` = g).
+`rewards`, `t`); the rest are MACAW's (`mc_return` = R, `terminal_obs` = s^T,
+`terminal_discount` = g).
 """
 
 from __future__ import annotations

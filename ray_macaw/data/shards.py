@@ -1,4 +1,4 @@
-"""Write a family's offline data: per-task Parquet parts, atomic, resumable, recorded in the manifest."""
+"""Write a family's offline data: per-task Parquet parts, atomic, resumable, in the manifest."""
 
 from __future__ import annotations
 
@@ -191,8 +191,9 @@ class TaskWriter:
         cols = {S.OBS: obs, S.ACTIONS: actions, S.REWARDS: rewards, S.NEXT_OBS: next_obs}
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}
         self._check_episode(arrays, length)
-        ret = episode_returns(arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma,
-                              terminated)
+        ret = episode_returns(
+            arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma, terminated
+        )
         last = np.arange(length) == length - 1
         self._pending.append(
             {
@@ -216,8 +217,12 @@ class TaskWriter:
     def _check_episode(self, arrays: Mapping[str, np.ndarray], length: int) -> None:
         obs_dim = self.parent.schema.field(S.OBS).type.list_size
         act_dim = self.parent.schema.field(S.ACTIONS).type.list_size
-        expected = {S.OBS: (length, obs_dim), S.NEXT_OBS: (length, obs_dim),
-                    S.ACTIONS: (length, act_dim), S.REWARDS: (length,)}
+        expected = {
+            S.OBS: (length, obs_dim),
+            S.NEXT_OBS: (length, obs_dim),
+            S.ACTIONS: (length, act_dim),
+            S.REWARDS: (length,),
+        }
         if length == 0:
             raise ValueError("an episode needs at least one step")
         for name, shape in expected.items():
@@ -249,8 +254,7 @@ class TaskWriter:
             sha256=hashlib.sha256(data).hexdigest(),
             first_step=int(table.column(S.STEP)[0].as_py()),
         )
-        update_manifest(self.parent.family_dir,
-                        lambda m: m.tasks[self.task_id].parts.append(part))
+        update_manifest(self.parent.family_dir, lambda m: m.tasks[self.task_id].parts.append(part))
         self.next_part += 1
         self._pending = _Pending()
         return part

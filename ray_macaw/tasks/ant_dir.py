@@ -45,7 +45,9 @@ class AntDirEnv(MujocoEnv):
         self.metadata = {**self.metadata, "render_fps": 20}
         super().__init__("ant.xml", FRAME_SKIP, observation_space=obs_space)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(  # type: ignore[override]
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Simulate 5 frames and score the torso's displacement along the goal direction."""
         xy_before = self.get_body_com("torso")[:2].copy()
         self.do_simulation(action, self.frame_skip)
@@ -76,7 +78,7 @@ class AntDirEnv(MujocoEnv):
 
 
 class AntDirFamily(TaskFamily):
-    """50 directions drawn uniformly from [0, 2 pi) with the family seed; test = {6, 17, 23, 30, 41}."""
+    """50 directions uniform in [0, 2 pi) from the family seed; test = {6, 17, 23, 30, 41}."""
 
     name = "ant-dir"
     max_episode_steps = 200

@@ -48,7 +48,7 @@ class OneHotTaskObservation(gym.ObservationWrapper):
         self.observation_space = gym.spaces.Box(
             low=np.concatenate([base.low, np.zeros(num_tasks, dtype=base.dtype)]),
             high=np.concatenate([base.high, np.ones(num_tasks, dtype=base.dtype)]),
-            dtype=base.dtype,
+            dtype=base.dtype,  # type: ignore[arg-type]
         )
 
     def observation(self, observation: np.ndarray) -> np.ndarray:

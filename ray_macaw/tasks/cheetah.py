@@ -47,7 +47,9 @@ class HalfCheetahTaskEnv(MujocoEnv):
         assert self.velocity is not None
         return -abs(forward_vel - self.velocity)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(  # type: ignore[override]
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Simulate 5 frames; v_x is the change of qpos[0] over dt."""
         x_before = float(self.data.qpos[0])
         self.do_simulation(action, self.frame_skip)
@@ -103,9 +105,7 @@ class CheetahVelFamily(TaskFamily):
     max_episode_steps = 200
 
     def _build_tasks(self) -> Sequence[Task]:
-        return [
-            Task(i, {"velocity": round(VEL_STEP * (i + 1), 10)}) for i in range(VEL_NUM_TASKS)
-        ]
+        return [Task(i, {"velocity": round(VEL_STEP * (i + 1), 10)}) for i in range(VEL_NUM_TASKS)]
 
     def _build_splits(self) -> Sequence[Split]:
         splits = [Split("default", complement(VEL_NUM_TASKS, VEL_TEST), VEL_TEST)]

@@ -39,7 +39,7 @@ class SeededMetaWorldEnv(gym.Wrapper):
     ) -> tuple[Any, dict[str, Any]]:
         """Reseed the underlying env (task instance RNG included) when a seed is given."""
         if seed is not None:
-            self.env.unwrapped.seed(seed)
+            self.env.unwrapped.seed(seed)  # type: ignore[attr-defined]
         return self.env.reset(options=options)
 
 

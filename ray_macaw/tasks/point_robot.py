@@ -1,4 +1,4 @@
-"""Point-Robot: 2-D navigation to a goal on the unit upper half-circle (PEARL's point robot, spec §8.5).
+"""Point-Robot: 2-D navigation to a goal on the unit upper half-circle (PEARL's, spec §8.5).
 
 The fast family for tests and the demo: 20-step episodes, 40 goals, 5 held out.
 """

@@ -62,7 +62,9 @@ class WalkerParamsEnv(MujocoEnv):
             scale = np.asarray(multipliers[key], dtype=np.float64).reshape(default.shape)
             getattr(self.model, key)[:] = default * scale
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(  # type: ignore[override]
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Simulate 4 frames; forward reward is the change of qpos[0] over dt."""
         x_before = float(self.data.qpos[0])
         self.do_simulation(action, self.frame_skip)
