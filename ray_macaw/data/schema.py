@@ -11,28 +11,45 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ray_macaw.data.columns import (
+    ACTIONS,
+    EPISODE_ID,
+    FLOAT_COLUMNS,
+    MC_RETURN,
+    NEXT_OBS,
+    OBS,
+    REWARDS,
+    STEP,
+    T,
+    TASK_ID,
+    TERMINAL_DISCOUNT,
+    TERMINAL_OBS,
+    TERMINATED,
+    TRUNCATED,
+)
 from ray_macaw.errors import SchemaError
 
+__all__ = [
+    "ACTIONS",
+    "EPISODE_ID",
+    "FLOAT_COLUMNS",
+    "MC_RETURN",
+    "NEXT_OBS",
+    "OBS",
+    "REWARDS",
+    "SCHEMA_VERSION",
+    "STEP",
+    "TASK_ID",
+    "TERMINAL_DISCOUNT",
+    "TERMINAL_OBS",
+    "TERMINATED",
+    "TRUNCATED",
+    "T",
+    "arrow_schema",
+    "check_schema",
+]
+
 SCHEMA_VERSION = 1
-
-TASK_ID = "task_id"
-EPISODE_ID = "episode_id"
-T = "t"
-STEP = "step"
-OBS = "obs"
-ACTIONS = "actions"
-NEXT_OBS = "next_obs"
-TERMINAL_OBS = "terminal_obs"
-REWARDS = "rewards"
-TERMINATED = "terminated"
-TRUNCATED = "truncated"
-MC_RETURN = "mc_return"
-TERMINAL_DISCOUNT = "terminal_discount"
-
-OBS_COLUMNS = (OBS, NEXT_OBS, TERMINAL_OBS)
-VECTOR_COLUMNS = (*OBS_COLUMNS, ACTIONS)
-SCALAR_FLOAT_COLUMNS = (REWARDS, MC_RETURN, TERMINAL_DISCOUNT)
-FLOAT_COLUMNS = (*VECTOR_COLUMNS, *SCALAR_FLOAT_COLUMNS)
 
 
 def arrow_schema(obs_dim: int, act_dim: int) -> pa.Schema:

@@ -1,0 +1,314 @@
+"""MACAW's inner loop and per-task meta-loss, written functionally with `torch.func` (spec §4, §5).
+
+Parameters are held layer by layer (`NetworkState`) and the networks run on each layer's effective
+(W, b) (`forward_effective`), so the same code runs
+- per task with `torch.autograd.grad(create_graph=True)` (`autograd_grad`), and
+- vectorised across tasks under `torch.func.vmap` with `torch.func.grad` (`func_grad`).
+Either way the adapted parameters stay differentiable functions of the meta-parameters, so the
+outer backward pass gives the exact second-order meta-gradient (first-order: detach the inner
+gradients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+from torch.nn.functional import softplus
+
+from ray_macaw.data.columns import ACTIONS, MC_RETURN, OBS, TERMINAL_DISCOUNT, TERMINAL_OBS
+from ray_macaw.macaw import losses
+from ray_macaw.macaw.model import MACAWModel, Params
+from ray_macaw.macaw.net_state import NetworkState
+from ray_macaw.nn.networks import gaussian_log_prob
+
+TensorDict = dict[str, torch.Tensor]
+Batch = Mapping[str, torch.Tensor]
+LossFn = Callable[[TensorDict], tuple[torch.Tensor, TensorDict]]
+
+
+class GradFn(Protocol):
+    """Gradient of `loss_fn` at `params`: (grads by name, aux stats)."""
+
+    def __call__(
+        self, loss_fn: LossFn, params: TensorDict, create_graph: bool
+    ) -> tuple[TensorDict, TensorDict]: ...
+
+
+@dataclass(frozen=True)
+class InnerLoopConfig:
+    """How the inner loop adapts and how the outer losses are formed (spec §4, §5, §10).
+
+    Attributes:
+        steps: Inner gradient steps k; the inner batch is split into k equal parts, one per step.
+        first_order: Drop second-order terms (detach inner gradients). Off: MACAW is second order.
+        temperature: AWR temperature T (1).
+        max_weight: Largest AWR weight (20: normalised advantages clipped at ln 20).
+        normalize_advantages: Normalise advantages per batch (unbiased std) before weighting.
+        target_mix: phi_bar = target_mix * phi + (1 - target_mix) * phi' for the outer value
+            target (0.9, `target_vf_alpha`).
+        outer_value_target: 'bootstrap' (R + g V_phi_bar(s^T), the authors' code) or 'mc'
+            (pure R, the paper's description).
+        low_rank_wt: Adapt weight-transform layers in closed form (rank-1 updates of M, no
+            per-task copy of it; see `net_state`). Exact: same result as plain autograd.
+    """
+
+    steps: int = 1
+    first_order: bool = False
+    temperature: float = 1.0
+    max_weight: float = 20.0
+    normalize_advantages: bool = True
+    target_mix: float = 0.9
+    outer_value_target: Literal["bootstrap", "mc"] = "bootstrap"
+    low_rank_wt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not self.temperature > 0 or not self.max_weight > 1:
+            raise ValueError("temperature must be > 0 and max_weight > 1")
+        if not 0.0 <= self.target_mix <= 1.0:
+            raise ValueError(f"target_mix must lie in [0, 1], got {self.target_mix}")
+        if self.outer_value_target not in ("bootstrap", "mc"):
+            raise ValueError("outer_value_target must be 'bootstrap' or 'mc'")
+
+
+def autograd_grad(
+    loss_fn: LossFn, params: TensorDict, create_graph: bool
+) -> tuple[TensorDict, TensorDict]:
+    """Per-task path: `torch.autograd.grad`; unused parameters get zero gradients."""
+    loss, aux = loss_fn(params)
+    names = list(params)
+    grads = torch.autograd.grad(
+        loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True
+    )
+    return {
+        n: torch.zeros_like(params[n]) if g is None else g
+        for n, g in zip(names, grads, strict=True)
+    }, aux
+
+
+def func_grad(
+    loss_fn: LossFn, params: TensorDict, create_graph: bool
+) -> tuple[TensorDict, TensorDict]:
+    """Vectorisable path: `torch.func.grad`, differentiable by the outer autograd pass."""
+    grads, aux = torch.func.grad(loss_fn, has_aux=True)(params)
+    if not create_graph:
+        grads = {n: g.detach() for n, g in grads.items()}
+    return grads, aux
+
+
+def split_batch(batch: Batch, parts: int) -> list[TensorDict]:
+    """`parts` equal consecutive slices of a batch (one per inner step, spec §4.2)."""
+    size = next(iter(batch.values())).shape[0]
+    if size % parts:
+        raise ValueError(f"inner batch of {size} rows cannot be split into {parts} equal steps")
+    chunk = size // parts
+    return [{k: v[i * chunk : (i + 1) * chunk] for k, v in batch.items()} for i in range(parts)]
+
+
+def _values(model: MACAWModel, state: NetworkState, obs: torch.Tensor) -> torch.Tensor:
+    return model.value.forward_effective(state.effective(), obs)
+
+
+def value_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> NetworkState:
+    """The value network's parameters, layer by layer, ready for adaptation."""
+    return NetworkState.build(
+        model.value,
+        params["value"],
+        params["value_lr"],  # type: ignore[arg-type]
+        config.low_rank_wt,
+    )
+
+
+def policy_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> NetworkState:
+    """The policy's parameters, layer by layer, ready for adaptation."""
+    return NetworkState.build(
+        model.policy,
+        params["policy"],
+        params["policy_lr"],  # type: ignore[arg-type]
+        config.low_rank_wt,
+    )
+
+
+def adapt_value(
+    model: MACAWModel,
+    state: NetworkState,
+    batch: Batch,
+    config: InnerLoopConfig,
+    grad_fn: GradFn,
+) -> tuple[NetworkState, TensorDict]:
+    """phi' after k SGD steps on the pure-MC value loss (spec §4.3; Alg. 1 inner value step)."""
+    stats: TensorDict = {}
+    for chunk in split_batch(batch, config.steps):
+
+        def loss_fn(inputs: TensorDict, state: NetworkState = state, chunk: TensorDict = chunk):
+            values = model.value.forward_effective(state.effective(inputs), chunk[OBS])
+            loss = losses.value_loss(values, chunk[MC_RETURN])
+            return loss, {"inner_value_loss": loss.detach()}
+
+        grads, stats = grad_fn(loss_fn, state.grad_inputs(), create_graph=not config.first_order)
+        state = state.stepped(grads)
+    return state, stats
+
+
+def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> torch.Tensor:
+    """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1)."""
+    values = _values(model, value, batch[OBS])
+    terminal = _values(model, value, batch[TERMINAL_OBS])
+    return losses.advantages(batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values).detach()
+
+
+def _log_probs_and_head(
+    model: MACAWModel, state: NetworkState, batch: Batch, inputs: TensorDict | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    mean, predicted = model.policy.forward_effective(
+        state.effective(inputs), batch[OBS], batch[ACTIONS]
+    )
+    return gaussian_log_prob(mean, batch[ACTIONS], model.config.action_sigma), predicted
+
+
+def adapt_policy(
+    model: MACAWModel,
+    state: NetworkState,
+    adv_coef: torch.Tensor | float,
+    adapted_value: NetworkState,
+    batch: Batch,
+    config: InnerLoopConfig,
+    grad_fn: GradFn,
+) -> tuple[NetworkState, TensorDict]:
+    """theta' after k SGD steps on AWR + lambda * advantage regression (spec §4.4)."""
+    stats: TensorDict = {}
+    for chunk in split_batch(batch, config.steps):
+        advantages = batch_advantages(model, adapted_value, chunk)
+
+        def loss_fn(
+            inputs: TensorDict,
+            state: NetworkState = state,
+            chunk: TensorDict = chunk,
+            advantages: torch.Tensor = advantages,
+        ):
+            log_probs, predicted = _log_probs_and_head(model, state, chunk, inputs)
+            loss, stats = losses.policy_adaptation_loss(
+                log_probs,
+                predicted,
+                advantages,
+                adv_coef,
+                config.temperature,
+                config.max_weight,
+                config.normalize_advantages,
+            )
+            return loss, {
+                "inner_policy_loss": loss.detach(),
+                **{f"inner_{k}": v.detach() for k, v in stats.items()},
+            }
+
+        grads, stats = grad_fn(loss_fn, state.grad_inputs(), create_graph=not config.first_order)
+        state = state.stepped(grads)
+    return state, stats
+
+
+def adv_coef(params: Params) -> torch.Tensor | float:
+    """lambda = softplus(c); 0 without the advantage head."""
+    raw = params.get("adv_coef")
+    return 0.0 if raw is None else softplus(raw)  # type: ignore[arg-type]
+
+
+def task_meta_loss(
+    model: MACAWModel,
+    params: Params,
+    inner: Batch,
+    outer: Batch,
+    config: InnerLoopConfig,
+    grad_fn: GradFn,
+) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
+    """One task's outer value and policy losses after adapting on `inner` (spec §5 pseudo-code).
+
+    Returns:
+        (outer value loss, outer policy loss, stats). The value loss depends on phi and rho_V
+        only; the policy loss on theta, rho_pi and c only (advantages are detached).
+    """
+    phi = value_state(model, params, config)
+    phi_adapted, value_stats = adapt_value(model, phi, inner, config, grad_fn)
+    theta_adapted, policy_stats = adapt_policy(
+        model,
+        policy_state(model, params, config),
+        adv_coef(params),
+        phi_adapted,
+        inner,
+        config,
+        grad_fn,
+    )
+
+    if config.outer_value_target == "bootstrap":
+        phi_bar = phi_adapted.mixed(phi, config.target_mix)
+        terminal = _values(model, phi_bar, outer[TERMINAL_OBS])
+        targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
+    else:
+        targets = outer[MC_RETURN]
+    value_loss = losses.value_loss(_values(model, phi_adapted, outer[OBS]), targets.detach())
+
+    advantages = batch_advantages(model, phi_adapted, outer)
+    weights = losses.awr_weights(
+        advantages, config.temperature, config.max_weight, config.normalize_advantages
+    )
+    log_probs, _ = _log_probs_and_head(model, theta_adapted, outer)
+    policy_loss = losses.awr_policy_loss(log_probs, weights)
+    stats = {
+        **value_stats,
+        **policy_stats,
+        "outer_value_loss": value_loss.detach(),
+        "outer_policy_loss": policy_loss.detach(),
+        "outer_weight_mean": weights.mean(),
+        "outer_weight_max": weights.max(),
+        "outer_advantage_mean": advantages.mean(),
+    }
+    return value_loss, policy_loss, stats
+
+
+@dataclass(frozen=True)
+class AdaptedParams:
+    """Test-time adapted networks: pass to `functional_call(model.policy, adapted.policy, obs)`."""
+
+    policy: TensorDict
+    value: TensorDict
+
+
+def adapt(model: MACAWModel, batch: Batch, config: InnerLoopConfig) -> AdaptedParams:
+    """Test-time adaptation: the inner value then policy steps on `batch`, no meta-gradient.
+
+    The same step as training (learned lrs and lambda, spec §7.1 step 3); the result is detached.
+    """
+    with torch.enable_grad():
+        params = model.params()
+        phi, _ = adapt_value(
+            model, value_state(model, params, config), batch, config, autograd_grad_first_order
+        )
+        theta, _ = adapt_policy(
+            model,
+            policy_state(model, params, config),
+            adv_coef(params),
+            phi,
+            batch,
+            config,
+            autograd_grad_first_order,
+        )
+    return AdaptedParams(
+        policy={n: t.detach() for n, t in theta.materialize().items()},
+        value={n: t.detach() for n, t in phi.materialize().items()},
+    )
+
+
+def autograd_grad_first_order(
+    loss_fn: LossFn, params: TensorDict, create_graph: bool
+) -> tuple[TensorDict, TensorDict]:
+    """`autograd_grad` that never builds a graph of the gradient (test-time adaptation)."""
+    del create_graph
+    return autograd_grad(loss_fn, params, create_graph=False)
+
+
+def mean_stats(stats: Mapping[str, Any]) -> dict[str, float]:
+    """Average per-task stats (tensors with a task dimension, or lists of scalars) to floats."""
+    return {k: float(torch.as_tensor(v, dtype=torch.float64).mean()) for k, v in stats.items()}

@@ -1,0 +1,108 @@
+"""The meta-gradient of one task batch (Alg. 1; spec §5): vectorised across tasks or per task.
+
+The meta-loss is a sum over tasks, so its exact second-order gradient is a sum of per-task
+gradients: that is what lets tasks spread over workers, and what `vmap` batches here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+
+from ray_macaw.macaw.inner_loop import (
+    Batch,
+    InnerLoopConfig,
+    autograd_grad,
+    func_grad,
+    mean_stats,
+    task_meta_loss,
+)
+from ray_macaw.macaw.model import MACAWModel
+
+LossScale = Literal["num_train_tasks", "task_batch"]
+
+
+def loss_divisor(scale: LossScale, num_train_tasks: int, task_batch: int) -> int:
+    """What each task's loss is divided by: the number of training tasks, as the authors did
+    (spec §5 'Aggregation'; 35 for Cheetah-Vel), or the task-batch size."""
+    if scale == "num_train_tasks":
+        return num_train_tasks
+    if scale == "task_batch":
+        return task_batch
+    raise ValueError(f"loss scale must be 'num_train_tasks' or 'task_batch', got {scale!r}")
+
+
+def meta_backward(
+    model: MACAWModel,
+    inner: Batch,
+    outer: Batch,
+    config: InnerLoopConfig,
+    divisor: float,
+    vectorize: bool = True,
+) -> dict[str, float]:
+    """Accumulate the meta-gradient of a task batch into the model's `.grad` fields.
+
+    Args:
+        model: The meta-parameters (gradients accumulate; zero them before if needed).
+        inner: Inner (adaptation) batches, each column shaped (tasks, rows, ...).
+        outer: Outer (meta) batches, same layout.
+        config: Inner-loop settings.
+        divisor: Each task's loss is divided by this (see `loss_divisor`).
+        vectorize: Run all tasks at once under `torch.func.vmap` (else a per-task loop with
+            `torch.autograd.grad`; same result).
+
+    Returns:
+        Stats averaged over tasks (inner/outer losses, AWR weight statistics).
+    """
+    params = model.params()
+    if vectorize:
+        task_fn = functools.partial(task_meta_loss, model, config=config, grad_fn=func_grad)
+        value_losses, policy_losses, stats = torch.func.vmap(
+            task_fn, in_dims=(None, 0, 0), randomness="error"
+        )(params, inner, outer)
+    else:
+        value_losses, policy_losses, stats = _task_loop(model, params, inner, outer, config)
+    total = (value_losses.sum() + policy_losses.sum()) / divisor
+    total.backward()
+    return mean_stats(stats)
+
+
+def _task_loop(
+    model: MACAWModel, params, inner: Batch, outer: Batch, config: InnerLoopConfig
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    value_losses, policy_losses, per_task = [], [], []
+    for i in range(next(iter(inner.values())).shape[0]):
+        task_inner = {k: v[i] for k, v in inner.items()}
+        task_outer = {k: v[i] for k, v in outer.items()}
+        value_loss, policy_loss, stats = task_meta_loss(
+            model, params, task_inner, task_outer, config, autograd_grad
+        )
+        value_losses.append(value_loss)
+        policy_losses.append(policy_loss)
+        per_task.append(stats)
+    stacked = {k: torch.stack([s[k] for s in per_task]) for k in per_task[0]}
+    return torch.stack(value_losses), torch.stack(policy_losses), stacked
+
+
+def gradient_norms(model: MACAWModel) -> Mapping[str, float]:
+    """L2 norm of the accumulated gradient per parameter group, for logging."""
+    groups = {
+        "value": model.value.parameters(),
+        "policy": model.policy.parameters(),
+        "value_lr": model.value_lr.parameters(),
+        "policy_lr": model.policy_lr.parameters(),
+    }
+    norms = {}
+    for name, group in groups.items():
+        grads = [p.grad for p in group if p.grad is not None]
+        norms[name] = (
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+            if grads
+            else 0.0
+        )
+    return norms

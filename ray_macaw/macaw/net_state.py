@@ -1,0 +1,211 @@
+"""A network's parameters during the inner loop, layer by layer, for the functional MACAW step.
+
+Two representations of a layer:
+- `ParamLayer`: the layer's own tensors, adapted by autograd like any parameter (all layer kinds).
+- `LowRankWTLayer`: a weight-transform layer adapted in closed form. With theta = M z + m and
+  g = dL/dtheta, the inner gradients are dL/dz = M^T g, dL/dM = g z^T (rank 1), dL/dm = g, so
+  after a step theta' = M z' + m' - alpha_M g (z . z') with z' = z - alpha_z M^T g: exact, with no
+  per-task copy of the (d_in d_out + d_out) x c matrix M (architecture.md, "how to beat the
+  reference"). After k steps M_k = M - sum_i u_i v_i^T is kept as that list of rank-1 terms.
+The inner loss is differentiated with respect to `grad_inputs()` (raw tensors, or theta).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from ray_macaw.nn.layers import Effective, WeightTransformLinear
+
+TensorDict = dict[str, torch.Tensor]
+THETA = "theta"
+Z, M, MB = "z", "transform.weight", "transform.bias"
+
+
+@dataclass(frozen=True)
+class ParamLayer:
+    """A layer as its raw parameter tensors (local names), of which `adapted` are stepped."""
+
+    layer: nn.Module
+    params: TensorDict
+    raw_lrs: TensorDict  # local name -> rho, for the adapted tensors only
+
+    def grad_inputs(self) -> TensorDict:
+        """Adapted tensors: the inner gradient is taken with respect to these."""
+        return {n: self.params[n] for n in self.raw_lrs}
+
+    def effective(self, inputs: Mapping[str, torch.Tensor]) -> Effective:
+        """(W, b) with the adapted tensors taken from `inputs`."""
+        return self.layer.effective({**self.params, **inputs})
+
+    def stepped(self, grads: Mapping[str, torch.Tensor]) -> ParamLayer:
+        """One SGD step: p - softplus(rho) grad for each adapted tensor."""
+        new = {n: self.params[n] - softplus(rho) * grads[n] for n, rho in self.raw_lrs.items()}
+        return replace(self, params={**self.params, **new})
+
+    def mixed(self, initial: ParamLayer, keep: float) -> ParamLayer:
+        """keep * initial + (1 - keep) * self, detached (the soft value target phi_bar)."""
+        return replace(
+            self,
+            params={
+                n: (keep * initial.params[n] + (1 - keep) * p).detach()
+                for n, p in self.params.items()
+            },
+        )
+
+    def materialize(self) -> TensorDict:
+        """Local parameter tensors."""
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class LowRankWTLayer:
+    """A weight-transform layer as (M, z, m) plus rank-1 corrections: M_k = M - sum u_i v_i^T."""
+
+    layer: WeightTransformLinear
+    matrix: torch.Tensor  # M, never copied per task
+    z: torch.Tensor
+    bias: torch.Tensor  # m
+    raw_lrs: TensorDict  # subset of {z, transform.weight, transform.bias}
+    corrections: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+    theta: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "theta", self._matvec(self.z) + self.bias)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """M_k v."""
+        out = self.matrix @ v
+        for u, w in self.corrections:
+            out = out - u * (w @ v)
+        return out
+
+    def _rmatvec(self, g: torch.Tensor) -> torch.Tensor:
+        """M_k^T g."""
+        out = self.matrix.T @ g
+        for u, w in self.corrections:
+            out = out - w * (u @ g)
+        return out
+
+    def grad_inputs(self) -> TensorDict:
+        """The layer's effective parameter vector theta = M_k z + m."""
+        return {THETA: self.theta}
+
+    def effective(self, inputs: Mapping[str, torch.Tensor]) -> Effective:
+        """(W, b) from theta."""
+        return self.layer.split_theta(inputs[THETA])
+
+    def stepped(self, grads: Mapping[str, torch.Tensor]) -> LowRankWTLayer:
+        """One SGD step on (z, M, m) from g = dL/dtheta, in closed form."""
+        g = grads[THETA]
+        z, bias, corrections = self.z, self.bias, self.corrections
+        if Z in self.raw_lrs:
+            z = z - softplus(self.raw_lrs[Z]) * self._rmatvec(g)
+        if M in self.raw_lrs:
+            corrections = (*corrections, (softplus(self.raw_lrs[M]) * g, self.z))
+        if MB in self.raw_lrs:
+            bias = bias - softplus(self.raw_lrs[MB]) * g
+        return replace(self, z=z, bias=bias, corrections=corrections)
+
+    def mixed(self, initial: LowRankWTLayer, keep: float) -> LowRankWTLayer:
+        """keep * initial + (1 - keep) * self, detached: M_bar = M - (1 - keep) sum u v^T."""
+        detached = tuple(((1 - keep) * u.detach(), v.detach()) for u, v in self.corrections)
+        return replace(
+            self,
+            matrix=self.matrix.detach(),
+            z=(keep * initial.z + (1 - keep) * self.z).detach(),
+            bias=(keep * initial.bias + (1 - keep) * self.bias).detach(),
+            corrections=detached,
+        )
+
+    def materialize(self) -> TensorDict:
+        """Explicit (z, M_k, m): one copy of M, for test-time adaptation and checks."""
+        matrix = self.matrix
+        for u, v in self.corrections:
+            matrix = matrix - torch.outer(u, v)
+        return {Z: self.z, M: matrix, MB: self.bias}
+
+
+LayerState = ParamLayer | LowRankWTLayer
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """All adaptable layers of one network, in `net.layer_names()` order."""
+
+    names: tuple[str, ...]
+    layers: tuple[LayerState, ...]
+
+    @classmethod
+    def build(
+        cls,
+        net: nn.Module,
+        params: Mapping[str, torch.Tensor],
+        raw_lrs: Mapping[str, torch.Tensor],
+        low_rank_wt: bool,
+    ) -> NetworkState:
+        """Split flat `params` / `raw_lrs` (full names) by layer."""
+        names = tuple(net.layer_names())  # type: ignore[operator]
+        layers = []
+        for name in names:
+            layer = net.get_submodule(name)
+            local = {n: params[f"{name}.{n}"] for n, _ in layer.named_parameters()}
+            lrs = {n: raw_lrs[f"{name}.{n}"] for n in local if f"{name}.{n}" in raw_lrs}
+            if low_rank_wt and isinstance(layer, WeightTransformLinear):
+                layers.append(LowRankWTLayer(layer, local[M], local[Z], local[MB], lrs))
+            else:
+                layers.append(ParamLayer(layer, local, lrs))
+        return cls(names, tuple(layers))
+
+    def grad_inputs(self) -> TensorDict:
+        """Flat `{layer.tensor: tensor}` of everything the inner gradient is taken against."""
+        return {
+            f"{name}.{k}": v
+            for name, layer in zip(self.names, self.layers, strict=True)
+            for k, v in layer.grad_inputs().items()
+        }
+
+    def effective(self, inputs: Mapping[str, torch.Tensor] | None = None) -> list[Effective]:
+        """Every layer's (W, b), with grad inputs replaced by `inputs` when given."""
+        flat = self.grad_inputs() if inputs is None else inputs
+        return [
+            layer.effective(_local(flat, name))
+            for name, layer in zip(self.names, self.layers, strict=True)
+        ]
+
+    def stepped(self, grads: Mapping[str, torch.Tensor]) -> NetworkState:
+        """One SGD step of every layer."""
+        return replace(
+            self,
+            layers=tuple(
+                layer.stepped(_local(grads, name))  # type: ignore[arg-type]
+                for name, layer in zip(self.names, self.layers, strict=True)
+            ),
+        )
+
+    def mixed(self, initial: NetworkState, keep: float) -> NetworkState:
+        """Soft target keep * initial + (1 - keep) * self, detached."""
+        return replace(
+            self,
+            layers=tuple(
+                layer.mixed(first, keep)  # type: ignore[arg-type]
+                for layer, first in zip(self.layers, initial.layers, strict=True)
+            ),
+        )
+
+    def materialize(self) -> TensorDict:
+        """Flat full-name parameter dict (for `functional_call` on the module)."""
+        return {
+            f"{name}.{k}": v
+            for name, layer in zip(self.names, self.layers, strict=True)
+            for k, v in layer.materialize().items()
+        }
+
+
+def _local(flat: Mapping[str, torch.Tensor], prefix: str) -> TensorDict:
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in flat.items() if k.startswith(prefix + ".")}
