@@ -118,7 +118,7 @@ def value_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> N
     return NetworkState.build(
         model.value,
         params["value"],
-        params["value_lr"],  # type: ignore[arg-type]
+        params["value_lr"],
         config.low_rank_wt,
     )
 
@@ -128,7 +128,7 @@ def policy_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> 
     return NetworkState.build(
         model.policy,
         params["policy"],
-        params["policy_lr"],  # type: ignore[arg-type]
+        params["policy_lr"],
         config.low_rank_wt,
     )
 
@@ -212,8 +212,7 @@ def adapt_policy(
 
 def adv_coef(params: Params) -> torch.Tensor | float:
     """lambda = softplus(c); 0 without the advantage head."""
-    raw = params.get("adv_coef")
-    return 0.0 if raw is None else softplus(raw)  # type: ignore[arg-type]
+    return softplus(params["adv_coef"]) if "adv_coef" in params else 0.0
 
 
 def task_meta_loss(

@@ -1,10 +1,10 @@
-"""The parameters MACAW meta-learns: policy, value network, learned inner lrs and lambda (spec §3)."""
+"""What MACAW meta-learns: policy, value network, learned inner lrs and lambda (spec §3)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict
 
 import torch
 from torch import nn
@@ -13,9 +13,16 @@ from ray_macaw.nn.layers import LAYER_KINDS, LayerKind, latent_parameter_names
 from ray_macaw.nn.networks import MACAWPolicy, ValueNetwork
 
 Adapt = Literal["all", "latent"]
-# A pytree of tensors by name: {"policy": {...}, "value": {...}, "policy_lr": {...},
-# "value_lr": {...}, "adv_coef": tensor (only with the advantage head)}.
-Params = dict[str, dict[str, torch.Tensor] | torch.Tensor]
+
+
+class Params(TypedDict):
+    """The meta-parameters as the pytree the functional inner loop takes (tensors by full name)."""
+
+    policy: dict[str, torch.Tensor]
+    value: dict[str, torch.Tensor]
+    policy_lr: dict[str, torch.Tensor]  # rho by adapted policy parameter name
+    value_lr: dict[str, torch.Tensor]
+    adv_coef: NotRequired[torch.Tensor]  # c, only with the advantage head
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def _key(name: str) -> str:
 
 
 class LearnedRates(nn.Module):
-    """One learned inner lr per adapted tensor: alpha_k = softplus(rho_k), rho_k = log(lr) (spec §3).
+    """A learned inner lr per adapted tensor: alpha_k = softplus(rho_k), rho_0 = log lr (spec §3).
 
     Note the init: softplus(log lr) = log(1 + lr), e.g. 9.995e-4 for lr = 1e-3.
     """

@@ -40,7 +40,7 @@ class ParamLayer:
 
     def effective(self, inputs: Mapping[str, torch.Tensor]) -> Effective:
         """(W, b) with the adapted tensors taken from `inputs`."""
-        return self.layer.effective({**self.params, **inputs})
+        return self.layer.effective({**self.params, **inputs})  # type: ignore[operator]
 
     def stepped(self, grads: Mapping[str, torch.Tensor]) -> ParamLayer:
         """One SGD step: p - softplus(rho) grad for each adapted tensor."""
@@ -150,7 +150,7 @@ class NetworkState:
     ) -> NetworkState:
         """Split flat `params` / `raw_lrs` (full names) by layer."""
         names = tuple(net.layer_names())  # type: ignore[operator]
-        layers = []
+        layers: list[LayerState] = []
         for name in names:
             layer = net.get_submodule(name)
             local = {n: params[f"{name}.{n}"] for n, _ in layer.named_parameters()}
@@ -182,7 +182,7 @@ class NetworkState:
         return replace(
             self,
             layers=tuple(
-                layer.stepped(_local(grads, name))  # type: ignore[arg-type]
+                layer.stepped(_local(grads, name))
                 for name, layer in zip(self.names, self.layers, strict=True)
             ),
         )

@@ -14,9 +14,9 @@ from ray_macaw.nn.networks import MACAWPolicy, ValueNetwork, gaussian_log_prob
 __all__ = [
     "LAYER_KINDS",
     "BiasTransformLinear",
-    "PlainLinear",
     "LayerKind",
     "MACAWPolicy",
+    "PlainLinear",
     "ValueNetwork",
     "WeightTransformLinear",
     "gaussian_log_prob",

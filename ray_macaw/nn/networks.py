@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 def _build_layers(sizes: Sequence[int], kind: LayerKind, latent_dim: int) -> nn.ModuleList:
     return nn.ModuleList(
-        make_layer(kind, d_in, d_out, latent_dim) for d_in, d_out in zip(sizes, sizes[1:])
+        make_layer(kind, d_in, d_out, latent_dim) for d_in, d_out in itertools.pairwise(sizes)
     )
 
 
@@ -137,10 +138,8 @@ class MACAWPolicy(nn.Module):
 
 def own_effective(net: ValueNetwork | MACAWPolicy) -> list[Effective]:
     """Each layer's effective (W, b) from the network's own parameters."""
-    return [
-        net.get_submodule(name).effective(dict(net.get_submodule(name).named_parameters()))
-        for name in net.layer_names()
-    ]
+    layers = [net.get_submodule(name) for name in net.layer_names()]
+    return [layer.effective(dict(layer.named_parameters())) for layer in layers]  # type: ignore[operator]
 
 
 def gaussian_log_prob(mean: torch.Tensor, actions: torch.Tensor, sigma: float) -> torch.Tensor:
