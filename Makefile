@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ray-macaw-installed
 
-.PHONY: install test test-slow lint
+.PHONY: install test test-slow lint bench
 
 install: $(STAMP)
 
@@ -26,3 +26,6 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy ray_macaw
+
+bench: install
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
