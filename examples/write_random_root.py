@@ -16,7 +16,7 @@ from ray_macaw.tasks import get_task_family
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
-    parser.add_argument("--episodes", type=int, default=50, help="episodes per task")
+    parser.add_argument("--episodes", type=int, default=200, help="episodes per task")
     args = parser.parse_args()
 
     family = get_task_family("point-robot")
