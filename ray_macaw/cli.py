@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ray_macaw.errors import RayMacawError
+from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
 
@@ -70,6 +70,122 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     _print(doc, args.json, _render_inspect)
 
 
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers, lists), else a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UnknownNameError(f"cannot read setting '{pair}'", "write it as KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    """`ray-macaw collect --family F --out ROOT [...]`."""
+    from ray_macaw.data.collect import collect
+    from ray_macaw.data.collect_config import CollectConfig
+
+    config = CollectConfig(
+        family=args.family,
+        root=args.out,
+        tasks=args.tasks,
+        split=args.split,
+        steps=args.steps,
+        algo=args.algo,
+        hyperparameters=_parse_overrides(args.set),
+        seed=args.seed,
+        family_seed=args.family_seed,
+        rows_per_part=args.rows_per_part,
+        num_cpus_per_task=args.num_cpus_per_task,
+        num_gpus_per_task=args.num_gpus_per_task,
+        max_concurrent=args.max_concurrent,
+        max_retries=args.max_retries,
+    )
+    summary = collect(config, address=args.address, show_progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        done, skipped = sorted(summary["collected"]), summary["skipped"]
+        print(
+            f"collected {len(done)} task(s) into {summary['root']} in "
+            f"{summary['seconds']:.1f} s; skipped {len(skipped)} finished task(s)"
+        )
+        print(
+            f"learning curves: {summary['root']}/_curves/; "
+            f"inspect with: ray-macaw dataset inspect {args.out}"
+        )
+
+
+def _add_collect_parser(sub: Any) -> None:
+    from ray_macaw.data.behaviour import ALGOS
+    from ray_macaw.data.collect_config import DEFAULT_STEPS
+
+    collect = sub.add_parser(
+        "collect",
+        help="train behaviour policies per task and record their lifetime buffers",
+        description="One Ray actor per task trains a behaviour policy and streams every stored "
+        "transition to Parquet. Re-running the same command resumes unfinished tasks.",
+    )
+    collect.add_argument("--family", required=True, help=f"one of: {', '.join(FAMILIES)}")
+    collect.add_argument("--out", required=True, help="data root (written to ROOT/<family>/)")
+    collect.add_argument("--tasks", default="all", help="all, train, test, or ids like 0-4,7")
+    collect.add_argument("--split", default=None, help="split for train/test (family default)")
+    collect.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="transitions per task; default "
+        + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_STEPS.items()),
+    )
+    collect.add_argument(
+        "--algo",
+        choices=ALGOS,
+        default=None,
+        help="behaviour policy (default: td3 for cheetah-vel, else sac)",
+    )
+    collect.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a behaviour hyperparameter, e.g. --set learning_starts=1000",
+    )
+    collect.add_argument("--seed", type=int, default=0, help="base seed of the behaviour policies")
+    collect.add_argument("--family-seed", type=int, default=0, help="seed of the task parameters")
+    collect.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=100_000,
+        help="transitions per Parquet part (and checkpoint cadence)",
+    )
+    collect.add_argument("--num-cpus-per-task", type=float, default=1.0)
+    collect.add_argument("--num-gpus-per-task", type=float, default=0.0)
+    collect.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="at most this many tasks at once (default: as resources allow)",
+    )
+    collect.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="restarts of a task whose actor died (it resumes from its last part)",
+    )
+    collect.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
+    )
+    collect.add_argument("--no-progress", action="store_true", help="no progress bars")
+    collect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    collect.set_defaults(func=cmd_collect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -84,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--seed", type=int, default=0, help="family seed (task parameters)")
     tasks.add_argument("--json", action="store_true", help="print JSON")
     tasks.set_defaults(func=cmd_tasks)
+
+    _add_collect_parser(sub)
 
     dataset = sub.add_parser("dataset", help="work with offline data roots")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -95,8 +96,9 @@ class DatasetWriter:
             act_dim=act_dim,
             gamma=gamma,
             tasks={t.id: TaskRecord(t.id, dict(t.params)) for t in family.tasks},
-            collector=dict(collector or {}),
-            seeds=dict(seeds or {}),
+            # Through JSON, so tuples compare equal to the lists a saved manifest holds.
+            collector=json.loads(json.dumps(dict(collector or {}))),
+            seeds=json.loads(json.dumps(dict(seeds or {}))),
             library_versions=library_versions(),
         )
         try:
@@ -132,10 +134,12 @@ class DatasetWriter:
 
 def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) -> None:
     keys = ("family", "family_seed", "obs_dim", "act_dim", "gamma", "collector")
+    old = _flatten({k: getattr(existing, k) for k in keys})
+    new = _flatten({k: getattr(wanted, k) for k in keys})
     diffs = [
-        f"{k}: {getattr(existing, k)!r} there, {getattr(wanted, k)!r} now"
-        for k in keys
-        if getattr(existing, k) != getattr(wanted, k)
+        f"{k}: {old.get(k, '(unset)')!r} there, {new.get(k, '(unset)')!r} now"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
     ]
     if diffs:
         raise DataError(
@@ -143,6 +147,17 @@ def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) ->
             "re-run with the original settings to resume, or write to a new root",
             family_dir,
         )
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}, so a difference names the exact setting."""
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class TaskWriter:
@@ -164,6 +179,9 @@ class TaskWriter:
         self.next_step = record.rows
         self.next_episode = record.episodes
         self._pending = _Pending()
+        # Called with each part after its file is complete and before the manifest records it
+        # (the collector saves the agent checkpoint that goes with the part here).
+        self.before_record: Callable[[PartRecord], None] | None = None
 
     @property
     def rows_written(self) -> int:
@@ -254,6 +272,8 @@ class TaskWriter:
             sha256=hashlib.sha256(data).hexdigest(),
             first_step=int(table.column(S.STEP)[0].as_py()),
         )
+        if self.before_record is not None:
+            self.before_record(part)
         update_manifest(self.parent.family_dir, lambda m: m.tasks[self.task_id].parts.append(part))
         self.next_part += 1
         self._pending = _Pending()

@@ -1,0 +1,232 @@
+"""Collect per-task offline data with Ray actors, one per task (appendix D.2; architecture.md).
+
+`collect(config)` resolves the tasks, refuses a root written with other settings, skips finished
+tasks, runs a `CollectorActor` per unfinished task (at most `max_concurrent` at once, spread over
+the cluster's nodes), shows progress, restarts tasks whose actor died (they resume from their last
+complete part), and returns a summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from tqdm import tqdm
+
+from ray_macaw.data.collect_config import CollectConfig, parse_tasks
+from ray_macaw.data.collector import CollectorActor, completed_tasks
+from ray_macaw.data.shards import DatasetWriter
+from ray_macaw.errors import RayMacawError
+from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.tasks import get_task_family
+
+POLL_SECONDS = 1.0
+
+
+class CollectionError(RayMacawError, RuntimeError):
+    """A task could not be collected (its actor kept dying)."""
+
+
+@dataclass
+class _Running:
+    task_id: int
+    actor: Any
+    attempt: int
+    bar: Any = None
+
+
+@dataclass
+class _Display:
+    """An overall progress bar plus one bar per running task (or nothing)."""
+
+    enabled: bool
+    total: int
+    initial: int
+    overall: Any = None
+    done: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            self.overall = tqdm(
+                total=self.total,
+                initial=self.initial,
+                desc="all tasks",
+                unit="step",
+                position=0,
+                dynamic_ncols=True,
+            )
+
+    def task_bar(self, task_id: int, total: int, position: int) -> Any:
+        if not self.enabled:
+            return None
+        return tqdm(
+            total=total,
+            desc=f"task {task_id:>3}",
+            unit="step",
+            position=position,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def update(self, run: _Running, progress: dict[str, Any]) -> None:
+        self.done[run.task_id] = progress["steps"]
+        if not self.enabled:
+            return
+        run.bar.n = progress["steps"]
+        recent = progress["recent_return"]
+        run.bar.set_postfix(
+            ret="-" if recent is None else f"{recent:.1f}",
+            sps=f"{progress['steps_per_s']:.0f}",
+            refresh=False,
+        )
+        run.bar.refresh()
+        self.overall.n = self.initial + sum(self.done.values())
+        self.overall.refresh()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            tqdm.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.overall.close()
+
+
+def collect(
+    config: CollectConfig, *, address: str | None = None, show_progress: bool = True
+) -> dict[str, Any]:
+    """Collect every selected task's lifetime buffer under `config.root`.
+
+    Returns:
+        {"family", "root", "collected": {task_id: result}, "skipped": [...], "seconds"}.
+
+    Raises:
+        RayMacawError: Bad settings, a root written with other settings, or a task whose actor
+            died more than `max_retries` times (what was written so far is kept).
+    """
+    config = config.resolved()
+    family = get_task_family(config.family, seed=config.family_seed)
+    task_ids = parse_tasks(config.tasks, family, config.split)
+    env = family.make_env(task_ids[0])
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]  # type: ignore[index]
+    DatasetWriter(
+        config.root,
+        family,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        gamma=config.gamma,
+        split=config.split,
+        collector=config.collector_record(),
+    )
+    finished = completed_tasks(config.root, family.name)
+    todo = [t for t in task_ids if t not in finished]
+    started = time.monotonic()
+    collected = _run_actors(config, todo, obs_dim, act_dim, address, show_progress) if todo else {}
+    return {
+        "family": family.name,
+        "root": str(Path(config.root) / family.name),
+        "collected": collected,
+        "skipped": sorted(set(task_ids) & finished),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _run_actors(
+    config: CollectConfig,
+    todo: list[int],
+    obs_dim: int,
+    act_dim: int,
+    address: str | None,
+    show_progress: bool,
+) -> dict[int, dict[str, Any]]:
+    ensure_ray(address)
+    limit = config.max_concurrent or len(todo)
+    pending = deque((task_id, 0) for task_id in todo)
+    running: dict[Any, _Running] = {}
+    results: dict[int, dict[str, Any]] = {}
+    display = _Display(show_progress, total=config.steps * len(todo), initial=0)  # type: ignore[operator]
+    resources = {
+        "num_cpus": config.num_cpus_per_task,
+        "num_gpus": config.num_gpus_per_task,
+        "scheduling_strategy": "SPREAD",
+    }
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                task_id, attempt = pending.popleft()
+                actor = CollectorActor.options(  # type: ignore[attr-defined]
+                    name=actor_name(config, task_id), **resources
+                ).remote(config, task_id, obs_dim, act_dim)
+                bar = display.task_bar(task_id, config.steps, len(running) + 1)  # type: ignore[arg-type]
+                running[actor.run.remote()] = _Running(task_id, actor, attempt, bar)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                _finish(ref, running.pop(ref), config, pending, results, display)
+            _poll(running, display)
+    except BaseException:
+        for run in running.values():
+            ray.kill(run.actor)
+        raise
+    finally:
+        display.close()
+    return results
+
+
+def actor_name(config: CollectConfig, task_id: int) -> str:
+    """Name of a task's collector actor (unique per root, family and task)."""
+    return f"ray-macaw-collect:{Path(config.root).resolve()}:{config.family}:{task_id}"
+
+
+def _finish(
+    ref: Any,
+    run: _Running,
+    config: CollectConfig,
+    pending: deque,
+    results: dict[int, dict[str, Any]],
+    display: _Display,
+) -> None:
+    if run.bar is not None:
+        run.bar.close()
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.RayActorError as e:
+        if run.attempt >= config.max_retries:
+            raise CollectionError(
+                f"the collector of task {run.task_id} died {run.attempt + 1} times ({e})",
+                "check the worker's logs (out of memory?); re-running the command resumes "
+                "from the last complete part",
+            ) from e
+        display.message(
+            f"task {run.task_id}: actor died, restarting from its last part "
+            f"(attempt {run.attempt + 2})"
+        )
+        pending.appendleft((run.task_id, run.attempt + 1))
+        return
+    except ray.exceptions.RayTaskError as e:
+        cause = e.as_instanceof_cause()
+        raise cause if isinstance(cause, RayMacawError) else e
+    ray.kill(run.actor)
+    results[run.task_id] = result
+    display.done[run.task_id] = result["steps"]
+    recent = result["recent_return"]
+    display.message(
+        f"task {run.task_id}: {result['steps']} steps, {result['episodes']} episodes, recent "
+        f"return {'-' if recent is None else f'{recent:.2f}'}, {result['seconds']:.1f} s"
+    )
+
+
+def _poll(running: dict[Any, _Running], display: _Display) -> None:
+    """Ask every running actor for its progress (a dead actor is handled when `run` fails)."""
+    refs = {run.actor.progress.remote(): run for run in running.values()}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=POLL_SECONDS)
+    for ref in ready:
+        try:
+            display.update(refs[ref], ray.get(ref))
+        except ray.exceptions.RayError:
+            continue

@@ -1,0 +1,212 @@
+"""One task's collection: a behaviour policy whose every stored transition streams to Parquet.
+
+`TaskCollection` is plain Python (tested without Ray); `CollectorActor` runs it as a Ray actor with
+a second thread for progress queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from ray_macaw.data import columns as C
+from ray_macaw.data.behaviour import (
+    LEARNED_ALGOS,
+    ScriptedBehaviour,
+    load_checkpoint,
+    make_agent,
+    refill_replay_buffer,
+    save_checkpoint,
+)
+from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw.data.curves import summarise, write_curve
+from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.episodes import EpisodeRecorder
+from ray_macaw.data.manifest import Manifest, PartRecord
+from ray_macaw.data.shards import DatasetWriter
+from ray_macaw.errors import MissingDataError
+from ray_macaw.tasks import get_task_family
+
+AGENTS_DIR = "_agents"  # leading underscore: skipped by pyarrow's dataset discovery
+RECENT_EPISODES = 10
+KEEP_CHECKPOINTS = 2
+
+
+class TaskCollection:
+    """Collect (or resume collecting) one task's lifetime buffer.
+
+    Args:
+        config: The resolved collection settings.
+        task_id: Which task.
+        obs_dim: Observation size.
+        act_dim: Action size.
+    """
+
+    def __init__(self, config: CollectConfig, task_id: int, obs_dim: int, act_dim: int) -> None:
+        self.config = config
+        self.task_id = task_id
+        self.family = get_task_family(config.family, seed=config.family_seed)
+        self.dataset = DatasetWriter(
+            config.root,
+            self.family,
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            gamma=config.gamma,
+            split=config.split,
+            collector=config.collector_record(),
+        )
+        self.writer = self.dataset.task_writer(task_id, rows_per_part=config.rows_per_part)
+        self.recorder = EpisodeRecorder(self.writer)
+        self.started = time.monotonic()
+        self.start_rows = self.writer.rows_written
+        self.recent: deque[float] = deque(maxlen=RECENT_EPISODES)
+        self.agent: Any = None
+
+    @property
+    def agent_dir(self) -> Path:
+        """Where this task's agent checkpoints live."""
+        return self.dataset.family_dir / AGENTS_DIR / f"task_id={self.task_id}"
+
+    def progress(self) -> dict[str, Any]:
+        """Steps so far, recent behaviour return and speed."""
+        steps = self.writer.rows_written + self.recorder.pending_steps
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {
+            "task_id": self.task_id,
+            "steps": steps,
+            "total": self.config.steps,
+            "episodes": len(self.recorder.curve),
+            "recent_return": float(np.mean(self.recent)) if self.recent else None,
+            "steps_per_s": (steps - self.start_rows) / elapsed,
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Collect until the task holds `steps` transitions; mark it complete."""
+        self._load_existing_curve()
+        remaining = self.config.steps - self.writer.rows_written  # type: ignore[operator]
+        if remaining > 0:
+            if self.config.algo in LEARNED_ALGOS:
+                self._run_agent(remaining)
+            else:
+                self._run_scripted(remaining)
+        self.recorder.close()
+        self.writer.flush()
+        write_curve(self.dataset.family_dir, self.task_id, self.recorder.curve)
+        self.dataset.mark_complete(
+            self.task_id, {"behaviour_curve": summarise(self.recorder.curve)}
+        )
+        return {**self.progress(), "seconds": time.monotonic() - self.started}
+
+    def _on_step(self, obs, action, reward, next_obs, *, terminated: bool, truncated: bool) -> None:
+        episode_return = self.recorder.add(
+            obs, action, reward, next_obs, terminated=terminated, truncated=truncated
+        )
+        if episode_return is not None:
+            self.recent.append(episode_return)
+
+    def _run_agent(self, remaining: int) -> None:
+        config = self.config
+        device = "cuda" if config.num_gpus_per_task > 0 else "cpu"
+        env = self.family.make_env(self.task_id)
+        self.agent = make_agent(
+            config.algo,
+            env,
+            config.hyperparameters,  # type: ignore[arg-type]
+            config.task_seed(self.task_id),
+            device,
+        )
+        if self.writer.rows_written:
+            self._resume_agent()
+        self.agent.replay_buffer.sink = self._on_step
+        self.writer.before_record = self._checkpoint
+        self.agent.learn(total_timesteps=remaining, reset_num_timesteps=False)
+
+    def _resume_agent(self) -> None:
+        rows = self.writer.rows_written
+        checkpoint = self._checkpoint_for(rows)
+        load_checkpoint(self.agent, checkpoint)
+        refill_replay_buffer(
+            self.agent, TaskDatasets(self.config.root, self.family.name).load(self.task_id)
+        )
+        self.agent.num_timesteps = rows
+
+    def _checkpoint_for(self, rows: int) -> Path:
+        """The checkpoint saved with the last complete part (or the newest one before it)."""
+        found = sorted((int(p.stem.split("-")[1]), p) for p in self.agent_dir.glob("ckpt-*.pt"))
+        usable = [path for saved, path in found if saved <= rows]
+        if not usable:
+            raise MissingDataError(
+                f"task {self.task_id} has {rows} rows but no agent checkpoint to resume from",
+                f"restore {self.agent_dir}, or delete the task's data to collect it from scratch",
+                self.agent_dir,
+            )
+        return usable[-1]
+
+    def _checkpoint(self, part: PartRecord) -> None:
+        rows = part.first_step + part.rows
+        save_checkpoint(self.agent, self.agent_dir / f"ckpt-{rows:012d}.pt", rows)
+        for old in sorted(self.agent_dir.glob("ckpt-*.pt"))[:-KEEP_CHECKPOINTS]:
+            old.unlink()
+
+    def _run_scripted(self, remaining: int) -> None:
+        env = self.family.make_env(self.task_id)
+        seed = self.config.task_seed(self.task_id)
+        behaviour = ScriptedBehaviour(
+            self.config.algo,
+            env,
+            seed,  # type: ignore[arg-type]
+            **self.config.hyperparameters,
+        )
+        episode = self.writer.next_episode
+        while remaining > 0:
+            # Each episode's randomness depends only on (seed, episode): resuming repeats nothing.
+            rng = np.random.default_rng([seed, episode])
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            done = False
+            while not done and remaining > 0:
+                action = behaviour.act(obs, rng)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                self._on_step(
+                    obs, action, float(reward), next_obs, terminated=terminated, truncated=truncated
+                )
+                obs, done, remaining = next_obs, terminated or truncated, remaining - 1
+            episode += 1
+
+    def _load_existing_curve(self) -> None:
+        """On resume, rebuild the behaviour curve from the data already written."""
+        if not self.writer.rows_written:
+            return
+        data = TaskDatasets(self.config.root, self.family.name).load(self.task_id)
+        returns = data.episode_returns()
+        ends = np.flatnonzero(np.diff(data.columns[C.EPISODE_ID], append=-1)) + 1
+        self.recorder.curve.extend(zip(ends.tolist(), returns.tolist(), strict=True))
+
+
+@ray.remote(max_concurrency=2)
+class CollectorActor:
+    """A Ray actor that collects one task; `progress()` answers while `run()` works."""
+
+    def __init__(self, config: CollectConfig, task_id: int, obs_dim: int, act_dim: int) -> None:
+        torch.set_num_threads(max(1, int(config.num_cpus_per_task)))
+        self.collection = TaskCollection(config, task_id, obs_dim, act_dim)
+
+    def run(self) -> dict[str, Any]:
+        """Collect the task; returns its final progress, time and node."""
+        result = self.collection.run()
+        return {**result, "node_id": ray.get_runtime_context().get_node_id()}
+
+    def progress(self) -> dict[str, Any]:
+        """Current progress of the task."""
+        return self.collection.progress()
+
+
+def completed_tasks(root: str, family: str) -> set[int]:
+    """Ids of the tasks the manifest marks complete."""
+    manifest = Manifest.load(Path(root) / family)
+    return {k for k, record in manifest.tasks.items() if record.complete}
