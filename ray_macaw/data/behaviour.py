@@ -1,9 +1,10 @@
-"""Behaviour policies whose lifetime replay buffers become the offline data (appendix D.2, spec §7.3).
+"""Behaviour policies whose lifetime replay buffers become the offline data (appendix D.2).
 
-- `sac` / `td3`: Stable-Baselines3 agents trained from scratch; a `StreamingReplayBuffer` hands every
-  transition the agent stores to the recorder, from its first step to its last.
+- `sac` / `td3`: Stable-Baselines3 agents trained from scratch; a `StreamingReplayBuffer` hands
+  every transition the agent stores to the recorder, from its first step to its last.
 - `random`: uniform actions.
-- `noisy-init`: a freshly initialised MACAW policy (seeded) acting with N(0, 0.2^2) noise (spec §7.3).
+- `noisy-init`: a freshly initialised MACAW policy (seeded) acting with N(0, 0.2^2) noise
+  (spec §7.3).
 Agent checkpoints are torch state dicts read back with `weights_only=True`: nothing is unpickled.
 """
 

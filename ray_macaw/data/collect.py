@@ -209,8 +209,9 @@ def _finish(
         pending.appendleft((run.task_id, run.attempt + 1))
         return
     except ray.exceptions.RayTaskError as e:
-        cause = e.as_instanceof_cause()
-        raise cause if isinstance(cause, RayMacawError) else e
+        if isinstance(e.cause, RayMacawError):
+            raise e.cause from None  # a one-line, fix-it error from the actor (bad data...)
+        raise
     ray.kill(run.actor)
     results[run.task_id] = result
     display.done[run.task_id] = result["steps"]

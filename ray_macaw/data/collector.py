@@ -49,7 +49,11 @@ class TaskCollection:
     """
 
     def __init__(self, config: CollectConfig, task_id: int, obs_dim: int, act_dim: int) -> None:
+        if config.algo is None or config.steps is None:
+            raise ValueError("pass a resolved CollectConfig (config.resolved())")
         self.config = config
+        self.algo: str = config.algo
+        self.steps: int = config.steps
         self.task_id = task_id
         self.family = get_task_family(config.family, seed=config.family_seed)
         self.dataset = DatasetWriter(
@@ -80,7 +84,7 @@ class TaskCollection:
         return {
             "task_id": self.task_id,
             "steps": steps,
-            "total": self.config.steps,
+            "total": self.steps,
             "episodes": len(self.recorder.curve),
             "recent_return": float(np.mean(self.recent)) if self.recent else None,
             "steps_per_s": (steps - self.start_rows) / elapsed,
@@ -89,9 +93,9 @@ class TaskCollection:
     def run(self) -> dict[str, Any]:
         """Collect until the task holds `steps` transitions; mark it complete."""
         self._load_existing_curve()
-        remaining = self.config.steps - self.writer.rows_written  # type: ignore[operator]
+        remaining = self.steps - self.writer.rows_written
         if remaining > 0:
-            if self.config.algo in LEARNED_ALGOS:
+            if self.algo in LEARNED_ALGOS:
                 self._run_agent(remaining)
             else:
                 self._run_scripted(remaining)
@@ -115,9 +119,9 @@ class TaskCollection:
         device = "cuda" if config.num_gpus_per_task > 0 else "cpu"
         env = self.family.make_env(self.task_id)
         self.agent = make_agent(
-            config.algo,
+            self.algo,
             env,
-            config.hyperparameters,  # type: ignore[arg-type]
+            config.hyperparameters,
             config.task_seed(self.task_id),
             device,
         )
@@ -158,9 +162,9 @@ class TaskCollection:
         env = self.family.make_env(self.task_id)
         seed = self.config.task_seed(self.task_id)
         behaviour = ScriptedBehaviour(
-            self.config.algo,
+            self.algo,
             env,
-            seed,  # type: ignore[arg-type]
+            seed,
             **self.config.hyperparameters,
         )
         episode = self.writer.next_episode
@@ -188,7 +192,7 @@ class TaskCollection:
         self.recorder.curve.extend(zip(ends.tolist(), returns.tolist(), strict=True))
 
 
-@ray.remote(max_concurrency=2)
+@ray.remote(max_concurrency=2)  # type: ignore[call-overload]
 class CollectorActor:
     """A Ray actor that collects one task; `progress()` answers while `run()` works."""
 

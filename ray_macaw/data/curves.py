@@ -1,4 +1,4 @@
-"""Behaviour learning curves per task (like the paper's Figure 8): CSV, PNG and a manifest summary."""
+"""Behaviour learning curves per task (like the paper's Figure 8): CSV, PNG, manifest summary."""
 
 from __future__ import annotations
 
