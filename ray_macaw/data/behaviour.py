@@ -92,7 +92,7 @@ class StreamingReplayBuffer(ReplayBuffer):
     sink: Sink | None = None
     unscale: Callable[[np.ndarray], np.ndarray] | None = None
 
-    def add(self, obs, next_obs, action, reward, done, infos) -> None:  # type: ignore[override]
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:
         """Store as SB3 does, then stream."""
         super().add(obs, next_obs, action, reward, done, infos)
         if self.sink is None:
