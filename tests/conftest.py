@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    """A real local Ray instance on 127.0.0.1 (2 CPUs, no dashboard), shared by the session."""
+    """A real local Ray instance on 127.0.0.1 (2 CPUs, no dashboard), shared by a test module."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
