@@ -79,7 +79,7 @@ def test_collect_two_tasks_with_sac(tmp_path: Path, ray_local: None) -> None:
     assert [p.name for p in checkpoints] == ["ckpt-000000000300.pt", "ckpt-000000000400.pt"]
     # finished tasks are skipped; other settings are refused
     assert collect(config, show_progress=False)["skipped"] == [0, 3]
-    with pytest.raises(DataError, match="collector.steps: 400 there, 500 now"):
+    with pytest.raises(DataError, match=r"collector\.steps: 400 there, 500 now"):
         collect(
             CollectConfig(
                 family="point-robot",
