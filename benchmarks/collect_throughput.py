@@ -37,9 +37,7 @@ def sb3_alone(config: CollectConfig, steps: int) -> float:
 def collector(config: CollectConfig, steps: int) -> float:
     """Steps/s of a full task collection into a fresh root."""
     with tempfile.TemporaryDirectory() as root:
-        run = TaskCollection(
-            CollectConfig(**{**config.__dict__, "root": root}), 0, *_dims(config.family)
-        )
+        run = TaskCollection(replace(config, root=root), 0, *_dims(config.family))
         start = time.perf_counter()
         run.run()
         return steps / (time.perf_counter() - start)
