@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from ray_macaw.data import schema as S
 from ray_macaw.data.atomic import atomic_write_bytes, file_lock
 from ray_macaw.data.manifest import LOCK_NAME, Manifest, PartRecord, TaskRecord, update_manifest
-from ray_macaw.data.returns import episode_returns
+from ray_macaw.data.returns import EpisodeReturns, episode_returns
 from ray_macaw.errors import DataError, NonFiniteDataError
 from ray_macaw.tasks.base import TaskFamily
 
@@ -196,11 +196,18 @@ class TaskWriter:
         next_obs: np.ndarray,
         *,
         terminated: bool,
+        precomputed: EpisodeReturns | None = None,
     ) -> None:
         """Append one episode (time order); its last step ended in a terminal state or not.
 
         An episode that did not terminate was truncated (time limit or end of collection), so
         its value at s^T is bootstrapped.
+
+        Args:
+            obs, actions, rewards, next_obs: The episode's steps in time order.
+            terminated: The last step ended in a true terminal state.
+            precomputed: R, g and s^T as another writer stored them (imports); computed from
+                the rewards with the root's gamma when None.
 
         Raises:
             NonFiniteDataError: NaN or inf in any input; nothing is written.
@@ -209,9 +216,15 @@ class TaskWriter:
         cols = {S.OBS: obs, S.ACTIONS: actions, S.REWARDS: rewards, S.NEXT_OBS: next_obs}
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}
         self._check_episode(arrays, length)
-        ret = episode_returns(
-            arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma, terminated
-        )
+        if precomputed is None:
+            ret = episode_returns(
+                arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma, terminated
+            )
+        else:
+            ret = precomputed
+            self._check_episode(
+                {S.MC_RETURN: ret.mc_return, S.TERMINAL_DISCOUNT: ret.terminal_discount}, length
+            )
         last = np.arange(length) == length - 1
         self._pending.append(
             {
@@ -240,13 +253,16 @@ class TaskWriter:
             S.NEXT_OBS: (length, obs_dim),
             S.ACTIONS: (length, act_dim),
             S.REWARDS: (length,),
+            S.MC_RETURN: (length,),
+            S.TERMINAL_DISCOUNT: (length,),
         }
         if length == 0:
             raise ValueError("an episode needs at least one step")
-        for name, shape in expected.items():
-            if arrays[name].shape != shape:
-                raise ValueError(f"{name} has shape {arrays[name].shape}, expected {shape}")
-            if not np.isfinite(arrays[name]).all():
+        for name, values in arrays.items():
+            shape = expected[name]
+            if values.shape != shape:
+                raise ValueError(f"{name} has shape {values.shape}, expected {shape}")
+            if not np.isfinite(values).all():
                 raise NonFiniteDataError(
                     f"episode {self.next_episode} of task {self.task_id} has NaN or inf in "
                     f"'{name}'",
