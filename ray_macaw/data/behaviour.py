@@ -33,31 +33,18 @@ NOISY_INIT_SIGMA = 0.2
 Sink = Callable[..., None]
 
 # SB3 settings per algorithm; rl-zoo's MuJoCo values. Every key can be overridden.
+_COMMON = {
+    "buffer_size": 1_000_000,
+    "learning_starts": 10_000,
+    "batch_size": 256,
+    "tau": 0.005,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+}
 BASE_HYPERPARAMETERS: Mapping[str, Mapping[str, Any]] = {
-    "sac": {
-        "learning_rate": 3e-4,
-        "buffer_size": 1_000_000,
-        "learning_starts": 10_000,
-        "batch_size": 256,
-        "tau": 0.005,
-        "gamma": 0.99,
-        "train_freq": 1,
-        "gradient_steps": 1,
-        "net_arch": [256, 256],
-        "ent_coef": "auto",
-    },
-    "td3": {
-        "learning_rate": 1e-3,
-        "buffer_size": 1_000_000,
-        "learning_starts": 10_000,
-        "batch_size": 256,
-        "tau": 0.005,
-        "gamma": 0.99,
-        "train_freq": 1,
-        "gradient_steps": 1,
-        "net_arch": [400, 300],
-        "action_noise_sigma": 0.1,
-    },
+    "sac": {**_COMMON, "learning_rate": 3e-4, "net_arch": [256, 256], "ent_coef": "auto"},
+    "td3": {**_COMMON, "learning_rate": 1e-3, "net_arch": [400, 300], "action_noise_sigma": 0.1},
 }
 # Point-robot is the fast family for tests and the demo: 20-step episodes, so a short horizon,
 # small networks, an update every second step and a small initial entropy bonus. With these, SAC

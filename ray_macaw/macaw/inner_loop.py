@@ -133,6 +133,23 @@ def policy_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> 
     )
 
 
+def _sgd_steps(
+    state: NetworkState,
+    batch: Batch,
+    config: InnerLoopConfig,
+    grad_fn: GradFn,
+    chunk_loss: Callable[[NetworkState, TensorDict], LossFn],
+) -> tuple[NetworkState, TensorDict]:
+    """k differentiable SGD steps, one per equal slice of the inner batch (spec §4.2)."""
+    stats: TensorDict = {}
+    for chunk in split_batch(batch, config.steps):
+        grads, stats = grad_fn(
+            chunk_loss(state, chunk), state.grad_inputs(), create_graph=not config.first_order
+        )
+        state = state.stepped(grads)
+    return state, stats
+
+
 def adapt_value(
     model: MACAWModel,
     state: NetworkState,
@@ -141,17 +158,16 @@ def adapt_value(
     grad_fn: GradFn,
 ) -> tuple[NetworkState, TensorDict]:
     """phi' after k SGD steps on the pure-MC value loss (spec §4.3; Alg. 1 inner value step)."""
-    stats: TensorDict = {}
-    for chunk in split_batch(batch, config.steps):
 
-        def loss_fn(inputs: TensorDict, state: NetworkState = state, chunk: TensorDict = chunk):
+    def chunk_loss(state: NetworkState, chunk: TensorDict) -> LossFn:
+        def loss_fn(inputs: TensorDict) -> tuple[torch.Tensor, TensorDict]:
             values = model.value.forward_effective(state.effective(inputs), chunk[OBS])
             loss = losses.value_loss(values, chunk[MC_RETURN])
             return loss, {"inner_value_loss": loss.detach()}
 
-        grads, stats = grad_fn(loss_fn, state.grad_inputs(), create_graph=not config.first_order)
-        state = state.stepped(grads)
-    return state, stats
+        return loss_fn
+
+    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)
 
 
 def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> torch.Tensor:
@@ -179,17 +195,15 @@ def adapt_policy(
     config: InnerLoopConfig,
     grad_fn: GradFn,
 ) -> tuple[NetworkState, TensorDict]:
-    """theta' after k SGD steps on AWR + lambda * advantage regression (spec §4.4)."""
-    stats: TensorDict = {}
-    for chunk in split_batch(batch, config.steps):
+    """theta' after k SGD steps on AWR + lambda * advantage regression (spec §4.4).
+
+    Advantages come from the adapted value network phi' and are constants.
+    """
+
+    def chunk_loss(state: NetworkState, chunk: TensorDict) -> LossFn:
         advantages = batch_advantages(model, adapted_value, chunk)
 
-        def loss_fn(
-            inputs: TensorDict,
-            state: NetworkState = state,
-            chunk: TensorDict = chunk,
-            advantages: torch.Tensor = advantages,
-        ):
+        def loss_fn(inputs: TensorDict) -> tuple[torch.Tensor, TensorDict]:
             log_probs, predicted = _log_probs_and_head(model, state, chunk, inputs)
             loss, stats = losses.policy_adaptation_loss(
                 log_probs,
@@ -205,9 +219,9 @@ def adapt_policy(
                 **{f"inner_{k}": v.detach() for k, v in stats.items()},
             }
 
-        grads, stats = grad_fn(loss_fn, state.grad_inputs(), create_graph=not config.first_order)
-        state = state.stepped(grads)
-    return state, stats
+        return loss_fn
+
+    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)
 
 
 def adv_coef(params: Params) -> torch.Tensor | float:
