@@ -204,6 +204,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         num_gpus_per_task=args.num_gpus_per_task,
         max_concurrent=args.max_concurrent,
         max_retries=args.max_retries,
+        bootstrap_after_termination=not args.no_bootstrap_after_termination,
     )
     summary = collect(config, address=args.address, show_progress=not args.no_progress)
     if args.json:
@@ -261,6 +262,12 @@ def _add_collect_parser(sub: Any) -> None:
         type=int,
         default=100_000,
         help="transitions per Parquet part (and checkpoint cadence)",
+    )
+    collect.add_argument(
+        "--no-bootstrap-after-termination",
+        action="store_true",
+        help="store terminal_discount 0 after true terminations (the authors "
+        "kept gamma^(L-t), spec §4.1)",
     )
     collect.add_argument("--num-cpus-per-task", type=float, default=1.0)
     collect.add_argument("--num-gpus-per-task", type=float, default=0.0)

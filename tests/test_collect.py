@@ -72,6 +72,7 @@ def test_collect_two_tasks_with_sac(tmp_path: Path, ray_local: None) -> None:
     manifest = Manifest.load(tmp_path / "point-robot")
     assert manifest.collector["algo"] == "sac" and manifest.collector["steps"] == 400
     assert manifest.collector["hyperparameters"]["learning_starts"] == 100
+    assert manifest.seeds["seed"] == 0 and manifest.library_versions["torch"].startswith("2.13")
     record = manifest.tasks[3]
     assert record.complete and len(record.parts) == 4
     assert len(record.info["behaviour_curve"]["mean_return"]) == 20
@@ -132,6 +133,8 @@ def test_killed_collector_resumes_without_gaps_or_duplicates(
     summary = collect(config, show_progress=False)  # the same command resumes
     assert summary["collected"][5]["steps"] == 1200
     check_task_data(tmp_path, 5, 1200)
+    runs = Manifest.load(tmp_path / "point-robot").tasks[5].info["runs"]
+    assert [run["start_rows"] for run in runs] == [0, partial.rows]  # the resume is recorded
 
 
 def test_dead_actor_is_restarted_within_the_run(tmp_path: Path, ray_local: None) -> None:

@@ -72,7 +72,7 @@ def test_inner_value_step_by_hand() -> None:
     )
     batch = {k: v[0] for k, v in make_batch(1, 8, 2, 1, seed=1).items()}
     params = model.params()
-    phi, _ = adapt_value(
+    phi, _, _ = adapt_value(
         model,
         value_state(model, params, InnerLoopConfig()),
         batch,
@@ -86,6 +86,65 @@ def test_inner_value_step_by_hand() -> None:
         # softplus(log 0.1) = log(1.1)
         expected = params["value"][name] - math.log(1.1) * grad
         torch.testing.assert_close(phi.materialize()[name], expected)
+
+
+def test_outer_value_target_uses_the_soft_mix_by_hand() -> None:
+    """Outer value loss = mean((V_phi'(s) - [R + g V_{0.9 phi + 0.1 phi'}(s^T)])^2) (spec §5)."""
+    torch.manual_seed(0)
+    model = MACAWModel(
+        ModelConfig(
+            obs_dim=2,
+            act_dim=1,
+            hidden=(4,),
+            policy_layer="linear",
+            value_layer="linear",
+            inner_value_lr=0.5,
+        )
+    )
+    inner, outer = ({k: v[0] for k, v in make_batch(1, 8, 2, 1, seed=s).items()} for s in (1, 2))
+    phi = {n: p.detach() for n, p in model.value.named_parameters()}
+    loss = (model.value(inner[OBS]) - inner[MC_RETURN]).pow(2).mean()
+    grads = dict(zip(phi, torch.autograd.grad(loss, list(model.value.parameters())), strict=True))
+    adapted = {n: phi[n] - math.log(1.5) * grads[n] for n in phi}  # softplus(log 0.5) = log 1.5
+    target_params = {n: 0.9 * phi[n] + 0.1 * adapted[n] for n in phi}
+    value = torch.func.functional_call
+    target = outer[MC_RETURN] + outer[TERMINAL_DISCOUNT] * value(
+        model.value, target_params, (outer[TERMINAL_OBS],)
+    )
+    expected = (value(model.value, adapted, (outer[OBS],)) - target).pow(2).mean()
+    value_loss, _, _ = task_meta_loss(
+        model, model.params(), inner, outer, InnerLoopConfig(), autograd_grad
+    )
+    assert value_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["linear", "weight_transform"])
+def test_soft_target_is_updated_after_every_inner_step(layer: str) -> None:
+    """phi_bar <- 0.9 phi_bar + 0.1 phi_i after each step i, from phi_bar = phi (authors' loop)."""
+    torch.manual_seed(0)
+    model = MACAWModel(
+        ModelConfig(
+            obs_dim=3, act_dim=1, hidden=(4,), value_layer=layer, latent_dim=5, inner_value_lr=0.3
+        )
+    )
+    batch = {k: v[0] for k, v in make_batch(1, 16, 3, 1, seed=3).items()}
+    config = InnerLoopConfig(steps=2)
+    plain = InnerLoopConfig(steps=1, low_rank_wt=False)
+    params = model.params()
+    phi_0 = value_state(model, params, plain)
+    phi_1, _, _ = adapt_value(
+        model, phi_0, {k: v[:8] for k, v in batch.items()}, plain, autograd_grad
+    )
+    phi_2, _, _ = adapt_value(
+        model, phi_1, {k: v[8:] for k, v in batch.items()}, plain, autograd_grad
+    )
+    p0, p1, p2 = (s.materialize() for s in (phi_0, phi_1, phi_2))
+    expected = {n: 0.9 * (0.9 * p0[n] + 0.1 * p1[n]) + 0.1 * p2[n] for n in p0}
+    _, target, _ = adapt_value(
+        model, value_state(model, params, config), batch, config, autograd_grad
+    )
+    for name, tensor in target.materialize().items():
+        torch.testing.assert_close(tensor, expected[name].detach(), atol=1e-6, rtol=1e-5)
 
 
 def test_gradients_reach_every_meta_parameter(cheetah_model: MACAWModel) -> None:
@@ -229,13 +288,13 @@ def test_k_steps_split_the_inner_batch(cheetah_model: MACAWModel) -> None:
     batch = {k: v[0] for k, v in make_batch(1, 64, 20, 6, seed=12).items()}
     config = InnerLoopConfig(steps=2)
     params = cheetah_model.params()
-    two, _ = adapt_value(
+    two, _, _ = adapt_value(
         cheetah_model, value_state(cheetah_model, params, config), batch, config, autograd_grad
     )
     one = InnerLoopConfig(steps=1)
     state = value_state(cheetah_model, params, one)
     for half in ({k: v[:32] for k, v in batch.items()}, {k: v[32:] for k, v in batch.items()}):
-        state, _ = adapt_value(cheetah_model, state, half, one, autograd_grad)
+        state, _, _ = adapt_value(cheetah_model, state, half, one, autograd_grad)
     for name, tensor in two.materialize().items():
         torch.testing.assert_close(tensor, state.materialize()[name], msg=name)
     with pytest.raises(ValueError, match="cannot be split into 3 equal steps"):
@@ -252,9 +311,15 @@ def test_test_time_adaptation(cheetah_model: MACAWModel) -> None:
     batch = {k: v[0] for k, v in make_batch(1, 256, 20, 6, seed=13).items()}
     adapted = adapt(cheetah_model, batch, InnerLoopConfig())
     plain = adapt(cheetah_model, batch, InnerLoopConfig(low_rank_wt=False))
-    for name, tensor in adapted.policy.items():
-        torch.testing.assert_close(tensor, plain.policy[name], atol=1e-5, rtol=1e-4)
-        assert not tensor.requires_grad
+    for net in ("policy", "value"):
+        for name, tensor in getattr(adapted, net).items():
+            torch.testing.assert_close(tensor, getattr(plain, net)[name], atol=1e-5, rtol=1e-4)
+            assert not tensor.requires_grad
+    # one step on the whole batch whatever the training steps (spec §7.1), unless asked
+    two_step_training = adapt(cheetah_model, batch, InnerLoopConfig(steps=2))
+    torch.testing.assert_close(two_step_training.value["layers.0.z"], adapted.value["layers.0.z"])
+    two_steps = adapt(cheetah_model, batch, InnerLoopConfig(), steps=2)
+    assert not torch.allclose(two_steps.value["layers.0.z"], adapted.value["layers.0.z"])
     obs = batch[OBS][:4]
     before = cheetah_model.policy.mean_action(obs)
     after = torch.func.functional_call(cheetah_model.policy, adapted.policy, (obs,))[0]

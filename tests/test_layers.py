@@ -45,6 +45,8 @@ def test_weight_transform_initialisation() -> None:
     assert layer.z.shape == (100,) and layer.transform.weight.shape == (10_100, 100)
     assert layer.z.std().item() == pytest.approx(1 / 100, rel=0.2)  # N(0, (1/d_out)^2)
     assert layer.transform.weight.abs().max() <= 0.1  # U(-1/sqrt(c), 1/sqrt(c))
+    assert layer.transform.bias.abs().max() <= 0.1
+    assert layer.transform.bias.std().item() == pytest.approx(0.2 / 12**0.5, rel=0.05)
     assert layer.transform.weight.std().item() == pytest.approx(0.2 / 12**0.5, rel=0.02)
     assert [n for n, _ in layer.named_parameters()] == ["z", "transform.weight", "transform.bias"]
 

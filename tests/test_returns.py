@@ -21,11 +21,17 @@ def test_three_step_truncated_episode_by_hand() -> None:
     assert out.mc_return.dtype == np.float32 and out.terminal_discount.dtype == np.float32
 
 
-def test_terminated_episode_has_zero_terminal_discount() -> None:
-    # gamma = 0.9, rewards 1, 1, 1: R = 2.71, 1.9, 1; s^T is absorbing, so g = 0.
+def test_terminated_episode_terminal_discount() -> None:
+    # gamma = 0.9, rewards 1, 1, 1: R = 2.71, 1.9, 1. The authors ignore `done` (spec §4.1), so by
+    # default g = 0.729, 0.81, 0.9 even after a true termination; optionally s^T is absorbing: 0.
     out = episode_returns(np.ones(3), np.zeros(2), gamma=0.9, terminated=True)
     np.testing.assert_allclose(out.mc_return, [2.71, 1.9, 1.0], rtol=1e-6)
-    np.testing.assert_array_equal(out.terminal_discount, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(out.terminal_discount, [0.729, 0.81, 0.9], rtol=1e-6)
+    absorbing = episode_returns(
+        np.ones(3), np.zeros(2), gamma=0.9, terminated=True, bootstrap_after_termination=False
+    )
+    np.testing.assert_array_equal(absorbing.terminal_discount, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(absorbing.mc_return, out.mc_return)
 
 
 def test_truncated_long_episode_target_identity() -> None:

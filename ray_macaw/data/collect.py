@@ -18,8 +18,7 @@ import ray
 from tqdm import tqdm
 
 from ray_macaw.data.collect_config import CollectConfig, parse_tasks
-from ray_macaw.data.collector import CollectorActor, completed_tasks
-from ray_macaw.data.shards import DatasetWriter
+from ray_macaw.data.collector import CollectorActor, completed_tasks, open_writer
 from ray_macaw.errors import RayMacawError
 from ray_macaw.ray_setup import ensure_ray
 from ray_macaw.tasks import get_task_family
@@ -115,15 +114,7 @@ def collect(
     task_ids = parse_tasks(config.tasks, family, config.split)
     env = family.make_env(task_ids[0])
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]  # type: ignore[index]
-    DatasetWriter(
-        config.root,
-        family,
-        obs_dim=obs_dim,
-        act_dim=act_dim,
-        gamma=config.gamma,
-        split=config.split,
-        collector=config.collector_record(),
-    )
+    open_writer(config, family, obs_dim, act_dim)  # refuses a root written with other settings
     finished = completed_tasks(config.root, family.name)
     todo = [t for t in task_ids if t not in finished]
     started = time.monotonic()

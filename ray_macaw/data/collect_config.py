@@ -44,6 +44,8 @@ class CollectConfig:
         seed: Base seed; each task's seed derives from (seed, task id).
         family_seed: Seed of the family's task parameters.
         gamma: Discount of the stored MC returns and terminal discounts.
+        bootstrap_after_termination: Store g = gamma^(L-t) also after true terminations, as the
+            authors' data did (spec §4.1); False stores g = 0 there.
         rows_per_part: Transitions per Parquet part (also the checkpoint cadence).
         num_cpus_per_task: CPUs each collector actor reserves.
         num_gpus_per_task: GPUs each collector actor reserves (the agent trains on CUDA if > 0).
@@ -61,6 +63,7 @@ class CollectConfig:
     seed: int = 0
     family_seed: int = 0
     gamma: float = 0.99
+    bootstrap_after_termination: bool = True
     rows_per_part: int = 100_000
     num_cpus_per_task: float = 1.0
     num_gpus_per_task: float = 0.0

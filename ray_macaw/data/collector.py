@@ -6,6 +6,7 @@ a second thread for progress queries.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -31,11 +32,32 @@ from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import Manifest, PartRecord
 from ray_macaw.data.shards import DatasetWriter
 from ray_macaw.errors import MissingDataError
-from ray_macaw.tasks import get_task_family
+from ray_macaw.tasks import TaskFamily, get_task_family
 
 AGENTS_DIR = "_agents"  # leading underscore: skipped by pyarrow's dataset discovery
 RECENT_EPISODES = 10
 KEEP_CHECKPOINTS = 2
+
+
+def open_writer(
+    config: CollectConfig, family: TaskFamily, obs_dim: int, act_dim: int
+) -> DatasetWriter:
+    """The collection's writer: creates the manifest, or checks an existing one's settings."""
+    return DatasetWriter(
+        config.root,
+        family,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        gamma=config.gamma,
+        bootstrap_after_termination=config.bootstrap_after_termination,
+        split=config.split,
+        collector=config.collector_record(),
+        seeds={
+            "seed": config.seed,
+            "family_seed": config.family_seed,
+            "task_seed": "SeedSequence([seed, task_id]).generate_state(1)[0]",
+        },
+    )
 
 
 class TaskCollection:
@@ -56,15 +78,7 @@ class TaskCollection:
         self.steps: int = config.steps
         self.task_id = task_id
         self.family = get_task_family(config.family, seed=config.family_seed)
-        self.dataset = DatasetWriter(
-            config.root,
-            self.family,
-            obs_dim=obs_dim,
-            act_dim=act_dim,
-            gamma=config.gamma,
-            split=config.split,
-            collector=config.collector_record(),
-        )
+        self.dataset = open_writer(config, self.family, obs_dim, act_dim)
         self.writer = self.dataset.task_writer(task_id, rows_per_part=config.rows_per_part)
         self.recorder = EpisodeRecorder(self.writer)
         self.started = time.monotonic()
@@ -93,6 +107,15 @@ class TaskCollection:
     def run(self) -> dict[str, Any]:
         """Collect until the task holds `steps` transitions; mark it complete."""
         self._load_existing_curve()
+        self.dataset.record_run(
+            self.task_id,
+            {
+                "start_rows": self.writer.rows_written,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": socket.gethostname(),
+                "seed": self.config.task_seed(self.task_id),
+            },
+        )
         remaining = self.steps - self.writer.rows_written
         if remaining > 0:
             if self.algo in LEARNED_ALGOS:

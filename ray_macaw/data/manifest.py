@@ -67,6 +67,7 @@ class Manifest:
     act_dim: int
     gamma: float
     tasks: dict[int, TaskRecord]
+    bootstrap_after_termination: bool = True
     collector: dict[str, Any] = field(default_factory=dict)
     seeds: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)

@@ -4,9 +4,10 @@ Pure numpy. For an episode of length L with rewards r_0..r_{L-1}:
     R_t = sum_{k=t}^{L-1} gamma^(k-t) r_k        (mc_return: discounted return-to-go)
     s^T = next_obs_{L-1}                          (terminal_obs: the episode's last next state)
     g_t = gamma^(L-t)                             (terminal_discount)
-so that R_t + g_t V(s^T) is the bootstrapped target of the outer value loss (spec §5). When the
-episode ended in a true terminal state (`terminated`), V(s^T) is worth nothing, so g_t = 0; a
-time-limit or cut-off end (`truncated`) keeps gamma^(L-t) so the value of s^T is bootstrapped.
+so that R_t + g_t V(s^T) is the bootstrapped target of the outer value loss (spec §5). As in the
+authors' data, g_t = gamma^(L-t) even when the episode ended in a true terminal state (spec §4.1:
+"the done flag is ignored"); with `bootstrap_after_termination=False`, such episodes get g_t = 0,
+since the value of an absorbing state is zero.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ class EpisodeReturns:
 
 
 def episode_returns(
-    rewards: np.ndarray, last_next_obs: np.ndarray, gamma: float, terminated: bool
+    rewards: np.ndarray,
+    last_next_obs: np.ndarray,
+    gamma: float,
+    terminated: bool,
+    bootstrap_after_termination: bool = True,
 ) -> EpisodeReturns:
     """Discounted return-to-go, terminal discount and terminal observation of one episode.
 
@@ -37,8 +42,10 @@ def episode_returns(
         rewards: (L,) rewards in time order.
         last_next_obs: The next observation of the episode's final step.
         gamma: Discount factor.
-        terminated: Whether the episode ended in a true terminal state (g = 0) rather than being
-            truncated (g = gamma^(L-t)).
+        terminated: Whether the episode ended in a true terminal state rather than being
+            truncated (time limit, end of collection).
+        bootstrap_after_termination: Keep g = gamma^(L-t) after a true termination (the
+            authors' data, the default); False gives g = 0 there.
 
     Returns:
         EpisodeReturns with float32 arrays.
@@ -53,7 +60,8 @@ def episode_returns(
         running = r[t] + gamma * running
         mc[t] = running
     steps_to_end = length - np.arange(length)
-    discount = np.zeros(length) if terminated else np.power(gamma, steps_to_end, dtype=np.float64)
+    absorbing = terminated and not bootstrap_after_termination
+    discount = np.zeros(length) if absorbing else np.power(gamma, steps_to_end, dtype=np.float64)
     return EpisodeReturns(
         mc_return=mc.astype(np.float32),
         terminal_discount=discount.astype(np.float32),

@@ -68,6 +68,8 @@ class DatasetWriter:
         obs_dim: Observation size.
         act_dim: Action size.
         gamma: Discount of mc_return and terminal_discount.
+        bootstrap_after_termination: g = gamma^(L-t) also after true terminations (the authors'
+            data, spec §4.1); False writes g = 0 for terminated episodes.
         split: Split name recorded in the manifest.
         collector: Collector name and settings (recorded; must match on resume).
         seeds: Seeds used, for the record.
@@ -81,6 +83,7 @@ class DatasetWriter:
         obs_dim: int,
         act_dim: int,
         gamma: float = 0.99,
+        bootstrap_after_termination: bool = True,
         split: str | None = None,
         collector: Mapping[str, Any] | None = None,
         seeds: Mapping[str, Any] | None = None,
@@ -95,6 +98,7 @@ class DatasetWriter:
             obs_dim=obs_dim,
             act_dim=act_dim,
             gamma=gamma,
+            bootstrap_after_termination=bootstrap_after_termination,
             tasks={t.id: TaskRecord(t.id, dict(t.params)) for t in family.tasks},
             # Through JSON, so tuples compare equal to the lists a saved manifest holds.
             collector=json.loads(json.dumps(dict(collector or {}))),
@@ -115,6 +119,7 @@ class DatasetWriter:
             else:
                 wanted.save(self.family_dir)
         self.gamma = gamma
+        self.bootstrap_after_termination = bootstrap_after_termination
 
     def task_writer(self, task_id: int, rows_per_part: int = DEFAULT_ROWS_PER_PART) -> TaskWriter:
         """A writer that appends to `task_id`'s parts, resuming after its last complete part."""
@@ -131,9 +136,24 @@ class DatasetWriter:
 
         update_manifest(self.family_dir, change)
 
+    def record_run(self, task_id: int, run: Mapping[str, Any]) -> None:
+        """Append one (re)start of a task's collection to its `info["runs"]`."""
+        update_manifest(
+            self.family_dir,
+            lambda m: m.tasks[task_id].info.setdefault("runs", []).append(dict(run)),
+        )
+
 
 def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) -> None:
-    keys = ("family", "family_seed", "obs_dim", "act_dim", "gamma", "collector")
+    keys = (
+        "family",
+        "family_seed",
+        "obs_dim",
+        "act_dim",
+        "gamma",
+        "bootstrap_after_termination",
+        "collector",
+    )
     old = _flatten({k: getattr(existing, k) for k in keys})
     new = _flatten({k: getattr(wanted, k) for k in keys})
     diffs = [
@@ -218,7 +238,11 @@ class TaskWriter:
         self._check_episode(arrays, length)
         if precomputed is None:
             ret = episode_returns(
-                arrays[S.REWARDS], arrays[S.NEXT_OBS][-1], self.parent.gamma, terminated
+                arrays[S.REWARDS],
+                arrays[S.NEXT_OBS][-1],
+                self.parent.gamma,
+                terminated,
+                self.parent.bootstrap_after_termination,
             )
         else:
             ret = precomputed

@@ -12,7 +12,7 @@ gradients).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import torch
@@ -139,15 +139,20 @@ def _sgd_steps(
     config: InnerLoopConfig,
     grad_fn: GradFn,
     chunk_loss: Callable[[NetworkState, TensorDict], LossFn],
-) -> tuple[NetworkState, TensorDict]:
-    """k differentiable SGD steps, one per equal slice of the inner batch (spec §4.2)."""
-    stats: TensorDict = {}
+) -> list[tuple[NetworkState, TensorDict]]:
+    """k differentiable SGD steps, one per equal slice of the inner batch (spec §4.2).
+
+    Returns:
+        (state, stats) after each step.
+    """
+    steps = []
     for chunk in split_batch(batch, config.steps):
         grads, stats = grad_fn(
             chunk_loss(state, chunk), state.grad_inputs(), create_graph=not config.first_order
         )
         state = state.stepped(grads)
-    return state, stats
+        steps.append((state, stats))
+    return steps
 
 
 def adapt_value(
@@ -156,8 +161,14 @@ def adapt_value(
     batch: Batch,
     config: InnerLoopConfig,
     grad_fn: GradFn,
-) -> tuple[NetworkState, TensorDict]:
-    """phi' after k SGD steps on the pure-MC value loss (spec §4.3; Alg. 1 inner value step)."""
+) -> tuple[NetworkState, NetworkState, TensorDict]:
+    """phi' after k SGD steps on the pure-MC value loss (spec §4.3; Alg. 1 inner value step).
+
+    Returns:
+        (phi', phi_bar, stats). phi_bar is the soft target, updated after every step as the
+        authors do: phi_bar <- target_mix * phi_bar + (1 - target_mix) * phi_i from phi_bar = phi,
+        so 0.9 phi + 0.1 phi' for one step (detached).
+    """
 
     def chunk_loss(state: NetworkState, chunk: TensorDict) -> LossFn:
         def loss_fn(inputs: TensorDict) -> tuple[torch.Tensor, TensorDict]:
@@ -167,7 +178,12 @@ def adapt_value(
 
         return loss_fn
 
-    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)
+    steps = _sgd_steps(state, batch, config, grad_fn, chunk_loss)
+    target = state
+    for stepped, _ in steps:
+        target = stepped.mixed(target, config.target_mix)
+    adapted, stats = steps[-1]
+    return adapted, target, stats
 
 
 def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> torch.Tensor:
@@ -221,7 +237,7 @@ def adapt_policy(
 
         return loss_fn
 
-    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)
+    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)[-1]
 
 
 def adv_coef(params: Params) -> torch.Tensor | float:
@@ -243,8 +259,9 @@ def task_meta_loss(
         (outer value loss, outer policy loss, stats). The value loss depends on phi and rho_V
         only; the policy loss on theta, rho_pi and c only (advantages are detached).
     """
-    phi = value_state(model, params, config)
-    phi_adapted, value_stats = adapt_value(model, phi, inner, config, grad_fn)
+    phi_adapted, phi_bar, value_stats = adapt_value(
+        model, value_state(model, params, config), inner, config, grad_fn
+    )
     theta_adapted, policy_stats = adapt_policy(
         model,
         policy_state(model, params, config),
@@ -256,7 +273,6 @@ def task_meta_loss(
     )
 
     if config.outer_value_target == "bootstrap":
-        phi_bar = phi_adapted.mixed(phi, config.target_mix)
         terminal = _values(model, phi_bar, outer[TERMINAL_OBS])
         targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
     else:
@@ -289,14 +305,24 @@ class AdaptedParams:
     value: TensorDict
 
 
-def adapt(model: MACAWModel, batch: Batch, config: InnerLoopConfig) -> AdaptedParams:
-    """Test-time adaptation: the inner value then policy steps on `batch`, no meta-gradient.
+def adapt(
+    model: MACAWModel, batch: Batch, config: InnerLoopConfig, steps: int = 1
+) -> AdaptedParams:
+    """Test-time adaptation: inner value then policy steps on `batch`, no meta-gradient.
 
     The same step as training (learned lrs and lambda, spec §7.1 step 3); the result is detached.
+
+    Args:
+        model: The meta-trained model.
+        batch: The adaptation batch (256 uniform rows of the test task in the paper).
+        config: Inner-loop settings (temperature, weights, ...).
+        steps: Adaptation steps over `batch` split into equal parts. The authors always take
+            one step on the whole batch, whatever the training `steps` (spec §7.1, §10).
     """
+    config = replace(config, steps=steps)
     with torch.enable_grad():
         params = model.params()
-        phi, _ = adapt_value(
+        phi, _, _ = adapt_value(
             model, value_state(model, params, config), batch, config, autograd_grad_first_order
         )
         theta, _ = adapt_policy(

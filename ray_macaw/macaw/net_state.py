@@ -47,12 +47,12 @@ class ParamLayer:
         new = {n: self.params[n] - softplus(rho) * grads[n] for n, rho in self.raw_lrs.items()}
         return replace(self, params={**self.params, **new})
 
-    def mixed(self, initial: ParamLayer, keep: float) -> ParamLayer:
-        """keep * initial + (1 - keep) * self, detached (the soft value target phi_bar)."""
+    def mixed(self, other: ParamLayer, keep: float) -> ParamLayer:
+        """keep * other + (1 - keep) * self, detached (the soft value target phi_bar)."""
         return replace(
             self,
             params={
-                n: (keep * initial.params[n] + (1 - keep) * p).detach()
+                n: (keep * other.params[n] + (1 - keep) * p).detach()
                 for n, p in self.params.items()
             },
         )
@@ -111,15 +111,19 @@ class LowRankWTLayer:
             bias = bias - softplus(self.raw_lrs[MB]) * g
         return replace(self, z=z, bias=bias, corrections=corrections)
 
-    def mixed(self, initial: LowRankWTLayer, keep: float) -> LowRankWTLayer:
-        """keep * initial + (1 - keep) * self, detached: M_bar = M - (1 - keep) sum u v^T."""
-        detached = tuple(((1 - keep) * u.detach(), v.detach()) for u, v in self.corrections)
+    def mixed(self, other: LowRankWTLayer, keep: float) -> LowRankWTLayer:
+        """keep * other + (1 - keep) * self, detached. Both share the base M, so
+        M_bar = M - sum keep u v^T (other's terms) - sum (1 - keep) u v^T (own terms)."""
+        corrections = tuple(
+            [(keep * u.detach(), v.detach()) for u, v in other.corrections]
+            + [((1 - keep) * u.detach(), v.detach()) for u, v in self.corrections]
+        )
         return replace(
             self,
             matrix=self.matrix.detach(),
-            z=(keep * initial.z + (1 - keep) * self.z).detach(),
-            bias=(keep * initial.bias + (1 - keep) * self.bias).detach(),
-            corrections=detached,
+            z=(keep * other.z + (1 - keep) * self.z).detach(),
+            bias=(keep * other.bias + (1 - keep) * self.bias).detach(),
+            corrections=corrections,
         )
 
     def materialize(self) -> TensorDict:
@@ -187,13 +191,13 @@ class NetworkState:
             ),
         )
 
-    def mixed(self, initial: NetworkState, keep: float) -> NetworkState:
-        """Soft target keep * initial + (1 - keep) * self, detached."""
+    def mixed(self, other: NetworkState, keep: float) -> NetworkState:
+        """Soft target keep * other + (1 - keep) * self, detached."""
         return replace(
             self,
             layers=tuple(
                 layer.mixed(first, keep)  # type: ignore[arg-type]
-                for layer, first in zip(self.layers, initial.layers, strict=True)
+                for layer, first in zip(self.layers, other.layers, strict=True)
             ),
         )
 
