@@ -94,6 +94,23 @@ def test_collect_two_tasks_with_sac(tmp_path: Path, ray_local: None) -> None:
         )
 
 
+def test_collect_with_td3(tmp_path: Path, ray_local: None) -> None:
+    config = CollectConfig(
+        family="point-robot",
+        root=str(tmp_path),
+        tasks="2",
+        steps=300,
+        algo="td3",
+        rows_per_part=100,
+        hyperparameters={"learning_starts": 100},
+    )
+    collect(config, show_progress=False)
+    check_task_data(tmp_path, 2, 300)
+    manifest = Manifest.load(tmp_path / "point-robot")
+    assert manifest.collector["algo"] == "td3"
+    assert manifest.collector["hyperparameters"]["action_noise_sigma"] == 0.1
+
+
 def kill_when(config: CollectConfig, task_id: int, min_steps: int, killed: list[int]) -> None:
     """Kill the task's collector actor once it has recorded `min_steps` steps."""
     deadline = time.monotonic() + 120
