@@ -44,7 +44,6 @@ class _Display:
 
     enabled: bool
     total: int
-    initial: int
     overall: Any = None
     done: dict[int, int] = field(default_factory=dict)
 
@@ -52,7 +51,6 @@ class _Display:
         if self.enabled:
             self.overall = tqdm(
                 total=self.total,
-                initial=self.initial,
                 desc="all tasks",
                 unit="step",
                 position=0,
@@ -83,7 +81,7 @@ class _Display:
             refresh=False,
         )
         run.bar.refresh()
-        self.overall.n = self.initial + sum(self.done.values())
+        self.overall.n = sum(self.done.values())
         self.overall.refresh()
 
     def message(self, text: str) -> None:
@@ -141,7 +139,7 @@ def _run_actors(
     pending = deque((task_id, 0) for task_id in todo)
     running: dict[Any, _Running] = {}
     results: dict[int, dict[str, Any]] = {}
-    display = _Display(show_progress, total=config.steps * len(todo), initial=0)  # type: ignore[operator]
+    display = _Display(show_progress, total=config.steps * len(todo))  # type: ignore[operator]
     resources = {
         "num_cpus": config.num_cpus_per_task,
         "num_gpus": config.num_gpus_per_task,
