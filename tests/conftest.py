@@ -20,7 +20,8 @@ def ray_local() -> Iterator[None]:
     """A real local Ray instance on 127.0.0.1 (2 CPUs, no dashboard), shared by a test module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": always a fresh instance, never a cluster another process started.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

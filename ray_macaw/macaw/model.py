@@ -156,12 +156,12 @@ class MACAWModel(nn.Module):
         """Current effective inner lrs softplus(rho), for logging."""
         soft = torch.nn.functional.softplus
         return {
-            "policy": {n: float(soft(r)) for n, r in self.policy_lr.raw_by_name().items()},
-            "value": {n: float(soft(r)) for n, r in self.value_lr.raw_by_name().items()},
+            "policy": {n: float(soft(r.detach())) for n, r in self.policy_lr.raw_by_name().items()},
+            "value": {n: float(soft(r.detach())) for n, r in self.value_lr.raw_by_name().items()},
         }
 
     def adv_coef(self) -> float | None:
         """Current lambda = softplus(c), or None without the head."""
         if self.adv_coef_raw is None:
             return None
-        return float(torch.nn.functional.softplus(self.adv_coef_raw))
+        return float(torch.nn.functional.softplus(self.adv_coef_raw.detach()))

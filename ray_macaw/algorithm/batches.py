@@ -1,0 +1,112 @@
+"""Task and row sampling for one meta-step (Alg. 1 L3-L5; spec §4.2, §6.3).
+
+The driver decides which tasks and rows a meta-step uses from each task's row count alone (it never
+holds the data); whoever holds a task's data (the driver with 0 workers, else its inner-loop
+worker) gathers those rows. So the same seed gives the same batches with any number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ray_macaw.data import columns as C
+from ray_macaw.data.samplers import (
+    MiddleCentre,
+    Position,
+    contiguous_batch,
+    select_rows,
+    uniform_batch,
+)
+from ray_macaw.data.task_data import TaskData
+
+BATCH_COLUMNS = (C.OBS, C.ACTIONS, C.MC_RETURN, C.TERMINAL_OBS, C.TERMINAL_DISCOUNT)
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """The rows of one task that a meta-step uses."""
+
+    task_id: int
+    inner_rows: np.ndarray  # contiguous rows of the inner buffer
+    outer_rows: np.ndarray  # uniform rows of the outer buffer
+
+
+@dataclass(frozen=True)
+class BufferLayout:
+    """Row positions of each training task's inner and outer buffers (spec §6.2)."""
+
+    inner: Mapping[int, np.ndarray]
+    outer: Mapping[int, np.ndarray]
+
+    @classmethod
+    def build(
+        cls,
+        rows_per_task: Mapping[int, int],
+        *,
+        stride: int,
+        inner_size: int,
+        inner_position: Position,
+        middle_centre: MiddleCentre,
+        outer_size: int,
+    ) -> BufferLayout:
+        """Inner: `inner_size` rows at `inner_position`; outer: the last `outer_size` rows."""
+        inner = {
+            k: select_rows(
+                n,
+                size=inner_size,
+                stride=stride,
+                position=inner_position,
+                middle_centre=middle_centre,
+            )
+            for k, n in rows_per_task.items()
+        }
+        outer = {
+            k: select_rows(n, size=outer_size, stride=stride) for k, n in rows_per_task.items()
+        }
+        return cls(inner, outer)
+
+
+def sample_requests(
+    layout: BufferLayout,
+    train_tasks: Sequence[int],
+    task_batch: int,
+    inner_batch: int,
+    outer_batch: int,
+    rng: np.random.Generator,
+) -> list[TaskRequest]:
+    """`task_batch` distinct training tasks (all when fewer), each with its inner/outer rows."""
+    count = min(task_batch, len(train_tasks))
+    tasks = sorted(int(t) for t in rng.choice(train_tasks, size=count, replace=False))
+    return [
+        TaskRequest(
+            t,
+            contiguous_batch(layout.inner[t], inner_batch, rng),
+            uniform_batch(layout.outer[t], outer_batch, rng),
+        )
+        for t in tasks
+    ]
+
+
+def gather(
+    data: Mapping[int, TaskData], requests: Sequence[TaskRequest]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Stacked (tasks, rows, ...) inner and outer batches of the requested rows."""
+    inner = {
+        c: np.stack([data[r.task_id].columns[c][r.inner_rows] for r in requests])
+        for c in BATCH_COLUMNS
+    }
+    outer = {
+        c: np.stack([data[r.task_id].columns[c][r.outer_rows] for r in requests])
+        for c in BATCH_COLUMNS
+    }
+    return _tensors(inner), _tensors(outer)
+
+
+def _tensors(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {
+        k: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32) for k, v in batch.items()
+    }

@@ -1,0 +1,261 @@
+"""`MACAWConfig`: every MACAW hyperparameter, documented once, with spec §10 defaults."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.utils.annotations import override
+
+from ray_macaw.data.samplers import MiddleCentre, Position
+from ray_macaw.macaw import InnerLoopConfig, LossScale, ModelConfig
+from ray_macaw.macaw.model import Adapt
+from ray_macaw.nn import LayerKind
+
+# Attributes set by the builder methods below, with their defaults (spec §10, appendix Table 4).
+ENVIRONMENT = {
+    "family": "point-robot",
+    "split": None,  # the family's default split when None
+    "family_seed": 0,  # seed of the family's task parameters (must match the data)
+    "train_tasks": None,  # override the split's training task ids
+    "test_tasks": None,  # override the split's held-out task ids
+}
+DATA = {
+    "data_root": None,  # root written by `ray-macaw collect` (ROOT/<family>/manifest.json)
+    "buffer_stride": 7,  # keep every 7th transition of each task's buffer (spec §6.2)
+    "inner_buffer_size": -1,  # transitions of the inner (adaptation) buffer; -1: all
+    "inner_buffer_position": "end",  # start / middle / end: where that buffer lies (§6.2)
+    "middle_centre": "half",  # 'half' (true middle) or 'quarter' (the authors' N/4 quirk)
+    "outer_buffer_size": -1,  # transitions of the outer buffer (its last ones); -1: all
+}
+TRAINING = {
+    "task_batch_size": 5,  # tasks per meta-step (Table 4 "task batch size")
+    "inner_batch_size": 256,  # contiguous rows per inner batch (spec §4.2)
+    "outer_batch_size": 256,  # uniform rows per outer batch
+    "inner_steps": 1,  # inner SGD steps; the inner batch is split across them
+    "first_order": False,  # drop second-order terms (MACAW is second order)
+    "outer_value_lr": 1e-5,  # Adam lr of the value network (phi)
+    "outer_policy_lr": 1e-4,  # Adam lr of the policy (theta), incl. the advantage head
+    "lrlr": 1e-3,  # Adam lr of the learned inner lrs (rho) and of c (lambda = softplus(c))
+    "inner_policy_lr": 1e-3,  # initial inner policy lr (learned, softplus(log lr))
+    "inner_value_lr": 1e-3,  # initial inner value lr (learned)
+    "adv_coef": 0.01,  # initial lambda, the advantage-head loss coefficient (learned)
+    "advantage_head": True,  # policy advantage head + its inner loss (spec §1.2)
+    "hidden": (100, 100, 100),  # hidden widths of both networks
+    "policy_layer": "weight_transform",  # weight_transform / bias_transform / linear
+    "value_layer": "weight_transform",
+    "latent_dim": 100,  # latent size c of weight-transform layers
+    "temperature": 1.0,  # AWR temperature T
+    "max_weight": 20.0,  # largest AWR weight (clip at ln 20)
+    "normalize_advantages": True,  # per-batch advantage normalisation (unbiased std)
+    "target_mix": 0.9,  # phi_bar = 0.9 phi + 0.1 phi' (outer value target)
+    "outer_value_target": "bootstrap",  # 'bootstrap' (authors) or 'mc' (paper)
+    "loss_scale": "num_train_tasks",  # divide the meta-loss by N_train (authors) or task batch
+    "adapt": "all",  # adapt every tensor (authors) or only the latents ('latent')
+    "low_rank_wt": True,  # closed-form low-rank weight-transform inner step (exact, faster)
+    "vectorize": True,  # vmap across tasks (else a per-task loop; same gradient)
+    "grad_clip_norm": None,  # the authors' 1e9 clip never bites: no clipping by default
+}
+WORKERS = {
+    "num_inner_loop_workers": 0,
+    "num_cpus_per_inner_worker": 1.0,
+    "num_gpus_per_inner_worker": 0.0,
+}
+EVALUATION = {
+    "eval_adaptation_batch_size": 256,  # uniform rows of a test task's data to adapt on
+    "eval_adaptation_steps": 1,  # test-time adaptation steps (the authors: 1)
+    "eval_episodes_per_task": 1,  # deterministic episodes per held-out task (the authors: 1)
+    "eval_num_cpus_per_task": 1.0,  # CPUs of each held-out task's evaluation (a Ray task)
+}
+ALL_SETTINGS = {**ENVIRONMENT, **DATA, **TRAINING, **WORKERS, **EVALUATION}
+
+
+class MACAWConfig(AlgorithmConfig):
+    """Configuration of `MACAW`: the fluent builder over the settings above.
+
+    Example:
+        config = (MACAWConfig()
+                  .environment(family="cheetah-vel", split="default")
+                  .offline_data(root="/data/macaw")
+                  .training(task_batch_size=5, outer_policy_lr=1e-4)
+                  .inner_loop_workers(num_workers=2))
+        algo = config.build_algo()
+    """
+
+    # Declared for type checkers; meanings and defaults are in the dicts above.
+    family: str
+    split: str | None
+    family_seed: int
+    train_tasks: list[int] | None
+    test_tasks: list[int] | None
+    data_root: str | None
+    buffer_stride: int
+    inner_buffer_size: int
+    inner_buffer_position: Position
+    middle_centre: MiddleCentre
+    outer_buffer_size: int
+    task_batch_size: int
+    inner_batch_size: int
+    outer_batch_size: int
+    inner_steps: int
+    first_order: bool
+    outer_value_lr: float
+    outer_policy_lr: float
+    lrlr: float
+    inner_policy_lr: float
+    inner_value_lr: float
+    adv_coef: float
+    advantage_head: bool
+    hidden: tuple[int, ...]
+    policy_layer: LayerKind
+    value_layer: LayerKind
+    latent_dim: int
+    temperature: float
+    max_weight: float
+    normalize_advantages: bool
+    target_mix: float
+    outer_value_target: Literal["bootstrap", "mc"]
+    loss_scale: LossScale
+    adapt: Adapt
+    low_rank_wt: bool
+    vectorize: bool
+    grad_clip_norm: float | None
+    num_inner_loop_workers: int
+    num_cpus_per_inner_worker: float
+    num_gpus_per_inner_worker: float
+    eval_adaptation_batch_size: int
+    eval_adaptation_steps: int
+    eval_episodes_per_task: int
+    eval_num_cpus_per_task: float
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        from ray_macaw.algorithm.macaw import MACAW
+
+        super().__init__(algo_class=algo_class or MACAW)
+        for name, value in ALL_SETTINGS.items():
+            setattr(self, name, value)
+        self.evaluation_interval = 250  # type: ignore[assignment]  # spec §7.1: every 250 steps
+        self._is_online = False  # no EnvRunners: MACAW is offline
+
+    def _set(self, group: dict[str, Any], values: dict[str, Any]) -> MACAWConfig:
+        for name, value in values.items():
+            if value is not NotProvided:
+                if name not in group:
+                    raise TypeError(f"unknown MACAW setting {name!r}")
+                setattr(self, name, value)
+        return self
+
+    @override(AlgorithmConfig)
+    def environment(
+        self,
+        env: Any = NotProvided,
+        *,
+        family: Any = NotProvided,
+        split: Any = NotProvided,
+        family_seed: Any = NotProvided,
+        train_tasks: Any = NotProvided,
+        test_tasks: Any = NotProvided,
+        **kwargs: Any,
+    ) -> MACAWConfig:
+        """Task family, its split (or explicit task ids), and the seed of its task parameters."""
+        super().environment(env, **kwargs)
+        return self._set(
+            ENVIRONMENT,
+            {
+                "family": family,
+                "split": split,
+                "family_seed": family_seed,
+                "train_tasks": train_tasks,
+                "test_tasks": test_tasks,
+            },
+        )
+
+    @override(AlgorithmConfig)
+    def offline_data(self, *, root: Any = NotProvided, **kwargs: Any) -> MACAWConfig:
+        """The data root and how each task's buffers are cut (see `DATA`)."""
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in DATA}
+        super().offline_data(**kwargs)
+        return self._set(DATA, {"data_root": root, **ours})
+
+    @override(AlgorithmConfig)
+    def training(self, **kwargs: Any) -> MACAWConfig:
+        """MACAW's hyperparameters (see `TRAINING` for each one's meaning and default)."""
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in TRAINING}
+        super().training(**kwargs)
+        return self._set(TRAINING, ours)
+
+    def inner_loop_workers(
+        self,
+        *,
+        num_workers: Any = NotProvided,
+        num_cpus_per_worker: Any = NotProvided,
+        num_gpus_per_worker: Any = NotProvided,
+    ) -> MACAWConfig:
+        """Ray actors computing per-task meta-gradients (0: the driver does it, vectorised)."""
+        return self._set(
+            WORKERS,
+            {
+                "num_inner_loop_workers": num_workers,
+                "num_cpus_per_inner_worker": num_cpus_per_worker,
+                "num_gpus_per_inner_worker": num_gpus_per_worker,
+            },
+        )
+
+    @override(AlgorithmConfig)
+    def evaluation(
+        self,
+        *,
+        adaptation_batch_size: Any = NotProvided,
+        adaptation_steps: Any = NotProvided,
+        episodes_per_task: Any = NotProvided,
+        num_cpus_per_task: Any = NotProvided,
+        **kwargs: Any,
+    ) -> MACAWConfig:
+        """RLlib's evaluation settings plus the held-out adaptation protocol (spec §7.1)."""
+        super().evaluation(**kwargs)
+        return self._set(
+            EVALUATION,
+            {
+                "eval_adaptation_batch_size": adaptation_batch_size,
+                "eval_adaptation_steps": adaptation_steps,
+                "eval_episodes_per_task": episodes_per_task,
+                "eval_num_cpus_per_task": num_cpus_per_task,
+            },
+        )
+
+    @override(AlgorithmConfig)
+    def validate(self) -> None:
+        """RLlib's checks, then MACAW's, each with the fix (see `validation.py`)."""
+        super().validate()
+        from ray_macaw.algorithm.validation import validate_macaw_config
+
+        validate_macaw_config(self)
+
+    def model_config(self, obs_dim: int, act_dim: int) -> ModelConfig:
+        """The networks and learned inner-loop hyperparameters."""
+        return ModelConfig(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            hidden=tuple(self.hidden),
+            policy_layer=self.policy_layer,
+            value_layer=self.value_layer,
+            latent_dim=self.latent_dim,
+            advantage_head=self.advantage_head,
+            inner_policy_lr=self.inner_policy_lr,
+            inner_value_lr=self.inner_value_lr,
+            adv_coef=self.adv_coef,
+            adapt=self.adapt,
+        )
+
+    def inner_loop_config(self) -> InnerLoopConfig:
+        """How the inner loop adapts and how the outer losses are formed."""
+        return InnerLoopConfig(
+            steps=self.inner_steps,
+            first_order=self.first_order,
+            temperature=self.temperature,
+            max_weight=self.max_weight,
+            normalize_advantages=self.normalize_advantages,
+            target_mix=self.target_mix,
+            outer_value_target=self.outer_value_target,
+            low_rank_wt=self.low_rank_wt,
+        )

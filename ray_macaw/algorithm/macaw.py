@@ -1,0 +1,275 @@
+"""`MACAW`, an RLlib Algorithm whose `training_step` is Algorithm 1 (spec §5).
+
+No RLlib Learner, EnvRunner or RLModule: MACAW is offline and its meta-gradient needs second-order
+terms RLlib's learners do not give. The model and its three Adam optimisers live in the driver;
+meta-gradients come from the driver (vectorised) or from inner-loop worker actors.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.callbacks.utils import make_callback
+from ray.rllib.utils import force_list
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+from ray_macaw.algorithm import evaluation as ev
+from ray_macaw.algorithm import metrics as M
+from ray_macaw.algorithm.batches import BufferLayout, sample_requests
+from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithm.validation import resolve_split
+from ray_macaw.algorithm.workers import (
+    GradientComputer,
+    InnerLoopWorker,
+    add_gradients,
+    assign_tasks,
+    load_batch_columns,
+    worker_options,
+)
+from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.macaw import MACAWModel
+from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+
+
+class MACAW(Algorithm):
+    """Meta-Actor Critic with Advantage Weighting (Mitchell et al., ICML 2021)."""
+
+    config: MACAWConfig
+    metrics: MetricsLogger
+    evaluation_config: AlgorithmConfig
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> MACAWConfig:
+        return MACAWConfig()
+
+    @classmethod
+    @override(Algorithm)
+    def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
+        return False  # evaluation adapts and rolls out in its own Ray tasks
+
+    @override(Algorithm)
+    def setup(self, config: Any) -> None:
+        # Algorithm.setup() always builds a LearnerGroup and EnvRunners; MACAW needs neither, so
+        # only the attributes the base class reads are set here (stack-notes, pattern A).
+        cfg = self.config
+        self.callbacks = [c() for c in force_list(cfg.callbacks_class)]
+        self.local_replay_buffer = None
+        self.remote_requests_in_flight = defaultdict(set)
+        self.env_runner_group = self.eval_env_runner_group = None
+        self.offline_eval_runner_group = self.offline_data = None  # type: ignore[assignment]
+        self.spaces = self.env_to_module_connector = self.module_to_env_connector = None
+        self.learner_group = self._aggregator_actor_manager = None
+        evaluation_config = cfg.get_evaluation_config_object()
+        assert evaluation_config is not None
+        self.evaluation_config = evaluation_config
+        self.evaluation_config.validate()
+        self.evaluation_config.freeze()
+        self.evaluation_dataset = None
+        self.reward_estimators = {}
+        self._set_up_metrics()
+        self._setup_macaw(cfg)
+        make_callback(
+            "on_algorithm_init",
+            self.callbacks,
+            cfg.callbacks_on_algorithm_init,
+            kwargs={"algorithm": self, "metrics_logger": self.metrics},
+        )
+
+    def _setup_macaw(self, cfg: MACAWConfig) -> None:
+        assert cfg.data_root is not None  # validate() refuses a config without one
+        self.data_root: str = cfg.data_root
+        self.split = resolve_split(cfg)
+        data = TaskDatasets(self.data_root, cfg.family)
+        manifest = data.manifest
+        rows = {t: data.task_record(t).rows for t in self.split.train}
+        self.layout = BufferLayout.build(
+            rows,
+            stride=cfg.buffer_stride,
+            inner_size=cfg.inner_buffer_size,
+            inner_position=cfg.inner_buffer_position,
+            middle_centre=cfg.middle_centre,
+            outer_size=cfg.outer_buffer_size,
+        )
+        seed = cfg.seed or 0
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.model_config = cfg.model_config(manifest.obs_dim, manifest.act_dim)
+        self.inner_config = cfg.inner_loop_config()
+        self.model = MACAWModel(self.model_config)
+        self.optimizers = self._build_optimizers(cfg)
+        self.num_meta_steps = 0
+        self.inner_workers, self.owner = self._start_workers(cfg)
+        self.local = None
+        if not self.inner_workers:
+            self.local = GradientComputer(
+                self.model,
+                load_batch_columns(self.data_root, cfg.family, self.split.train),
+                self.inner_config,
+                cfg.vectorize,
+            )
+
+    def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Adam]:
+        """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
+        learned = [*self.model.value_lr.parameters(), *self.model.policy_lr.parameters()]
+        if self.model.adv_coef_raw is not None:
+            learned.append(self.model.adv_coef_raw)
+        return {
+            "value": torch.optim.Adam(self.model.value.parameters(), lr=cfg.outer_value_lr),
+            "policy": torch.optim.Adam(self.model.policy.parameters(), lr=cfg.outer_policy_lr),
+            "learned": torch.optim.Adam(learned, lr=cfg.lrlr),
+        }
+
+    def _start_workers(self, cfg: MACAWConfig) -> tuple[list[Any], dict[int, int]]:
+        if cfg.num_inner_loop_workers == 0:
+            return [], {}
+        groups = assign_tasks(self.split.train, cfg.num_inner_loop_workers)
+        workers = [
+            InnerLoopWorker.options(**worker_options(cfg)).remote(  # type: ignore[attr-defined]
+                cfg.data_root,
+                cfg.family,
+                tasks,
+                self.model_config,
+                self.inner_config,
+                cfg.vectorize,
+                int(cfg.num_cpus_per_inner_worker),
+            )
+            for tasks in groups
+        ]
+        owner = {task: i for i, tasks in enumerate(groups) for task in tasks}
+        return workers, owner
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        """Alg. 1: sample tasks and batches, meta-gradient, Adam steps on phi, theta, rho, c."""
+        cfg = self.config
+        start = time.perf_counter()
+        requests = sample_requests(
+            self.layout,
+            self.split.train,
+            cfg.task_batch_size,  # Alg. 1 L3-L5
+            cfg.inner_batch_size,
+            cfg.outer_batch_size,
+            self.rng,
+        )
+        divisor = loss_divisor(cfg.loss_scale, len(self.split.train), len(requests))
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        sampled = time.perf_counter()
+        stats = self._meta_gradient(requests, divisor)  # Alg. 1 L6-L12
+        computed = time.perf_counter()
+        norms = gradient_norms(self.model)
+        if cfg.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+        for opt in self.optimizers.values():  # Alg. 1 L13-L14
+            opt.step()
+        self.num_meta_steps += 1
+        timings = {
+            "sample_s": sampled - start,
+            "meta_gradient_s": computed - sampled,
+            "optimizer_s": time.perf_counter() - computed,
+        }
+        M.log_step(
+            self.metrics,
+            stats,
+            norms,
+            self.model,
+            timings,
+            rows=len(requests) * (cfg.inner_batch_size + cfg.outer_batch_size),
+            meta_steps=self.num_meta_steps,
+        )
+
+    def _meta_gradient(self, requests: list, divisor: float) -> dict[str, float]:
+        if self.local is not None:
+            return self.local.accumulate(requests, divisor)
+        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        by_worker: dict[int, list] = defaultdict(list)
+        for request in requests:
+            by_worker[self.owner[request.task_id]].append(request)
+        futures = [
+            self.inner_workers[i].gradients.remote(weights, reqs, divisor)
+            for i, reqs in sorted(by_worker.items())
+        ]
+        return add_gradients(self.model, ray.get(futures))
+
+    @override(Algorithm)
+    def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
+        """Spec §7.1 on every held-out task, in parallel; the result lands under `evaluation`."""
+        cfg = self.config
+        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        futures = [
+            ev.evaluate_task_remote.options(num_cpus=cfg.eval_num_cpus_per_task).remote(
+                self.model_config,
+                self.inner_config,
+                weights,  # type: ignore[arg-type]
+                self.data_root,
+                cfg.family,
+                cfg.family_seed,
+                task_id,
+                {
+                    "seed": int(
+                        np.random.SeedSequence(
+                            [cfg.seed or 0, self.num_meta_steps, task_id]
+                        ).generate_state(1)[0]
+                        % 2**31
+                    ),
+                    "episodes": cfg.eval_episodes_per_task,
+                    "batch_size": cfg.eval_adaptation_batch_size,
+                    "adaptation_steps": cfg.eval_adaptation_steps,
+                },
+            )
+            for task_id in self.split.test
+        ]
+        return ev.summarise(ray.get(futures))
+
+    @override(Algorithm)
+    def get_checkpointable_components(self) -> list:
+        return []
+
+    @override(Algorithm)
+    def get_state(
+        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Networks, optimisers, learned lrs and lambda, RNG states, step counts."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "num_meta_steps": self.num_meta_steps,
+            "metrics_logger": self.metrics.get_state(),
+            "training_iteration": self.training_iteration,
+        }
+
+    @override(Algorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `get_state`."""
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.num_meta_steps = state["num_meta_steps"]
+        self.metrics.set_state(state["metrics_logger"])
+        self._iteration = state["training_iteration"]
+
+    @override(Algorithm)
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        # Algorithm's own version restores EnvRunners, which MACAW does not have.
+        Checkpointable.restore_from_path(self, path, *args, **kwargs)
+
+    @override(Algorithm)
+    def cleanup(self) -> None:
+        for worker in getattr(self, "inner_workers", []):
+            ray.kill(worker)
+        super().cleanup()

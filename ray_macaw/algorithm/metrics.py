@@ -1,0 +1,43 @@
+"""Names and logging of MACAW's training metrics (standard RLlib keys plus MACAW's own)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
+from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+from ray_macaw.macaw import MACAWModel
+
+META_STEPS = "num_meta_steps_lifetime"
+LOSSES = "macaw"  # inner/outer losses and AWR weight statistics, by name
+GRAD_NORMS = "grad_norm"
+INNER_LRS = "inner_lr"
+ADV_COEF = "adv_coef"
+TIMINGS = "timing"
+
+
+def log_step(
+    metrics: MetricsLogger,
+    stats: Mapping[str, float],
+    norms: Mapping[str, float],
+    model: MACAWModel,
+    timings: Mapping[str, float],
+    rows: int,
+    meta_steps: int,
+) -> None:
+    """Log one meta-step's figures; exact values (`reduce="item"`), not moving averages."""
+    for name, value in stats.items():
+        metrics.log_value((LEARNER_RESULTS, LOSSES, name), value, reduce="item")
+    for name, value in norms.items():
+        metrics.log_value((LEARNER_RESULTS, GRAD_NORMS, name), value, reduce="item")
+    for net, lrs in model.inner_lrs().items():
+        for name, value in lrs.items():
+            metrics.log_value((LEARNER_RESULTS, INNER_LRS, net, name), value, reduce="item")
+    coef = model.adv_coef()
+    if coef is not None:
+        metrics.log_value((LEARNER_RESULTS, ADV_COEF), coef, reduce="item")
+    for name, value in timings.items():
+        metrics.log_value((LEARNER_RESULTS, TIMINGS, name), value, reduce="item")
+    metrics.log_value(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")
+    metrics.log_value(META_STEPS, meta_steps, reduce="item")

@@ -1,0 +1,138 @@
+"""`MACAWConfig.validate()`: impossible settings and data that cannot serve them, with the fix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.samplers import select_rows
+from ray_macaw.errors import RayMacawError
+from ray_macaw.tasks import Split, get_task_family
+
+if TYPE_CHECKING:
+    from ray_macaw.algorithm.config import MACAWConfig
+
+
+class MACAWConfigError(RayMacawError, ValueError):
+    """A MACAW setting that cannot work, and how to fix it."""
+
+
+def resolve_split(config: MACAWConfig) -> Split:
+    """The training / held-out task ids: the family's split unless overridden."""
+    family = get_task_family(config.family, seed=config.family_seed)
+    split = family.split(config.split)
+    train = tuple(config.train_tasks) if config.train_tasks is not None else split.train
+    test = tuple(config.test_tasks) if config.test_tasks is not None else split.test
+    for task_id in (*train, *test):
+        family.task(task_id)
+    overlap = sorted(set(train) & set(test))
+    if overlap and (config.train_tasks is not None or config.test_tasks is not None):
+        raise MACAWConfigError(
+            f"held-out tasks {overlap} are also training tasks",
+            "remove them from train_tasks (only cheetah-dir's own split shares its two tasks)",
+        )
+    return Split(split.name, train, test)
+
+
+def _check_numbers(config: MACAWConfig) -> None:
+    positive = (
+        "task_batch_size",
+        "inner_batch_size",
+        "outer_batch_size",
+        "inner_steps",
+        "outer_value_lr",
+        "outer_policy_lr",
+        "inner_policy_lr",
+        "inner_value_lr",
+        "adv_coef",
+        "buffer_stride",
+        "eval_adaptation_batch_size",
+        "eval_adaptation_steps",
+        "eval_episodes_per_task",
+    )
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise MACAWConfigError(
+                f"{name} must be positive, got {getattr(config, name)}",
+                f"set a positive {name} in .training() / .evaluation()",
+            )
+    if config.lrlr < 0:
+        raise MACAWConfigError("lrlr cannot be negative", "use 0 to freeze the learned lrs")
+    if config.inner_batch_size % config.inner_steps:
+        raise MACAWConfigError(
+            f"inner_batch_size {config.inner_batch_size} does not split into "
+            f"{config.inner_steps} equal inner steps",
+            "choose inner_batch_size divisible by inner_steps",
+        )
+    if config.num_inner_loop_workers < 0:
+        raise MACAWConfigError(
+            "num_inner_loop_workers cannot be negative",
+            "use 0 to compute meta-gradients in the driver",
+        )
+    if config.loss_scale not in ("num_train_tasks", "task_batch"):
+        raise MACAWConfigError(
+            f"unknown loss_scale {config.loss_scale!r}",
+            "use 'num_train_tasks' (authors) or 'task_batch'",
+        )
+
+
+def validate_macaw_config(config: MACAWConfig) -> None:
+    """Raise `MACAWConfigError` for settings or data that cannot work."""
+    _check_numbers(config)
+    try:
+        config.model_config(obs_dim=1, act_dim=1)
+        config.inner_loop_config()
+    except ValueError as e:
+        raise MACAWConfigError(str(e), "fix the setting named above") from e
+    if config.data_root is None:
+        raise MACAWConfigError(
+            "no data root", "set .offline_data(root=...) to a root written by `ray-macaw collect`"
+        )
+    split = resolve_split(config)
+    data = TaskDatasets(config.data_root, config.family)
+    if data.manifest.family_seed != config.family_seed:
+        raise MACAWConfigError(
+            f"the data was collected with family seed {data.manifest.family_seed}, the config "
+            f"says {config.family_seed}",
+            "set .environment(family_seed=...) to match the data",
+        )
+    missing = sorted((set(split.train) | set(split.test)) - set(data.task_ids))
+    if missing:
+        raise MACAWConfigError(
+            f"no data for tasks {missing} in {data.family_dir}",
+            f"collect them: ray-macaw collect --family {config.family} --tasks "
+            f"{','.join(map(str, missing))} --out {config.data_root}",
+        )
+    _check_buffer_sizes(config, data, split)
+
+
+def _check_buffer_sizes(config: MACAWConfig, data: TaskDatasets, split: Split) -> None:
+    for task_id in split.train:
+        rows = data.task_record(task_id).rows
+        inner = len(
+            select_rows(
+                rows,
+                size=config.inner_buffer_size,
+                stride=config.buffer_stride,
+                position=config.inner_buffer_position,
+                middle_centre=config.middle_centre,
+            )
+        )
+        outer = len(select_rows(rows, size=config.outer_buffer_size, stride=config.buffer_stride))
+        for what, have, want in (
+            ("inner", inner, config.inner_batch_size),
+            ("outer", outer, config.outer_batch_size),
+        ):
+            if have < want:
+                raise MACAWConfigError(
+                    f"task {task_id}'s {what} buffer has {have} rows (stride "
+                    f"{config.buffer_stride}), fewer than the {what} batch of {want}",
+                    f"use a smaller {what}_batch_size or buffer_stride, or collect more data",
+                )
+    for task_id in split.test:
+        if data.task_record(task_id).rows < config.eval_adaptation_batch_size:
+            raise MACAWConfigError(
+                f"held-out task {task_id} has fewer rows than the adaptation batch of "
+                f"{config.eval_adaptation_batch_size}",
+                "lower eval_adaptation_batch_size in .evaluation() or collect more data",
+            )

@@ -1,0 +1,132 @@
+"""Meta-gradients of task batches: in the driver (vectorised) or in inner-loop worker actors.
+
+The meta-loss is a sum over tasks, so its exact second-order gradient is a sum of per-task
+gradients (architecture.md): each worker holds a model copy and the data of its tasks, returns the
+summed gradient of the tasks it was given, and the driver adds them up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ray
+import torch
+
+from ray_macaw.algorithm.batches import BATCH_COLUMNS, TaskRequest, gather
+from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.task_data import TaskData
+from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, meta_backward
+
+Grads = dict[str, torch.Tensor | None]
+
+
+def load_batch_columns(root: str, family: str, task_ids: Sequence[int]) -> dict[int, TaskData]:
+    """The tasks' data, keeping only the columns meta-training reads."""
+    datasets = TaskDatasets(root, family)
+    out = {}
+    for task_id in task_ids:
+        data = datasets.load(task_id)
+        out[task_id] = TaskData(task_id, {c: data.columns[c] for c in BATCH_COLUMNS})
+    return out
+
+
+class GradientComputer:
+    """Holds some tasks' data and a model; accumulates meta-gradients of requested task batches.
+
+    Args:
+        model: The model whose `.grad` fields receive the gradients.
+        data: The data of the tasks this computer serves.
+        inner_config: Inner-loop settings.
+        vectorize: vmap across tasks (else a per-task loop).
+    """
+
+    def __init__(
+        self,
+        model: MACAWModel,
+        data: Mapping[int, TaskData],
+        inner_config: InnerLoopConfig,
+        vectorize: bool,
+    ) -> None:
+        self.model = model
+        self.data = dict(data)
+        self.inner_config = inner_config
+        self.vectorize = vectorize
+
+    def accumulate(self, requests: Sequence[TaskRequest], divisor: float) -> dict[str, float]:
+        """Add the meta-gradient of `requests` to the model's `.grad`; returns mean stats."""
+        inner, outer = gather(self.data, requests)
+        return meta_backward(
+            self.model, inner, outer, self.inner_config, divisor, vectorize=self.vectorize
+        )
+
+
+@ray.remote
+class InnerLoopWorker:
+    """A Ray actor with a model copy and the data of its tasks (spec: parallel inner loops)."""
+
+    def __init__(
+        self,
+        root: str,
+        family: str,
+        task_ids: Sequence[int],
+        model_config: ModelConfig,
+        inner_config: InnerLoopConfig,
+        vectorize: bool,
+        num_threads: int,
+    ) -> None:
+        torch.set_num_threads(max(1, num_threads))
+        self.computer = GradientComputer(
+            MACAWModel(model_config),
+            load_batch_columns(root, family, task_ids),
+            inner_config,
+            vectorize,
+        )
+
+    def gradients(
+        self, weights: Mapping[str, torch.Tensor], requests: Sequence[TaskRequest], divisor: float
+    ) -> tuple[Grads, dict[str, float], int]:
+        """(summed gradient by parameter name, mean stats, number of tasks) of `requests`."""
+        model = self.computer.model
+        model.load_state_dict(weights)
+        model.zero_grad(set_to_none=True)
+        stats = self.computer.accumulate(requests, divisor)
+        grads = {
+            n: None if p.grad is None else p.grad.detach() for n, p in model.named_parameters()
+        }
+        return grads, stats, len(requests)
+
+    def node_id(self) -> str:
+        """The Ray node this worker runs on."""
+        return ray.get_runtime_context().get_node_id()
+
+
+def add_gradients(
+    model: MACAWModel, results: Sequence[tuple[Grads, dict[str, float], int]]
+) -> dict[str, float]:
+    """Sum workers' gradients into `model`'s `.grad`; returns task-weighted mean stats."""
+    params = dict(model.named_parameters())
+    for grads, _, _ in results:
+        for name, grad in grads.items():
+            if grad is None:
+                continue
+            param = params[name]
+            param.grad = grad.clone() if param.grad is None else param.grad + grad
+    total = sum(n for _, _, n in results)
+    keys = results[0][1].keys()
+    return {k: sum(stats[k] * n for _, stats, n in results) / total for k in keys}
+
+
+def assign_tasks(task_ids: Sequence[int], num_workers: int) -> list[list[int]]:
+    """Round-robin the training tasks over the workers."""
+    ordered = sorted(task_ids)
+    return [ordered[i::num_workers] for i in range(num_workers)]
+
+
+def worker_options(config: Any) -> dict[str, Any]:
+    """Resources and placement of inner-loop workers (spread over the cluster's nodes)."""
+    return {
+        "num_cpus": config.num_cpus_per_inner_worker,
+        "num_gpus": config.num_gpus_per_inner_worker,
+        "scheduling_strategy": "SPREAD",
+    }
