@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ray_macaw import cli_train
 from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.set_defaults(func=cmd_tasks)
 
     _add_collect_parser(sub)
+    cli_train.add_parsers(sub)
 
     dataset = sub.add_parser("dataset", help="work with offline data roots")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import ray
 import torch
+import yaml
 
 from ray_macaw.algorithm import MACAW, MACAWConfig
+from ray_macaw.algorithm.run_config import RunConfigError, load_run_file
 from ray_macaw.algorithm.validation import MACAWConfigError
+from ray_macaw.cli import main
 from ray_macaw.data.collect import collect
 from ray_macaw.data.collect_config import CollectConfig
 
@@ -148,3 +152,53 @@ def test_validate_gives_fix_it_errors(data_root: str, change, needle: str) -> No
     change(config)
     with pytest.raises(MACAWConfigError, match=needle):
         config.validate()
+
+
+def write_run_file(path: Path, root: str, **extra: object) -> Path:
+    settings = {
+        "family": "point-robot",
+        "data_root": root,
+        "train_tasks": TRAIN,
+        "test_tasks": TEST,
+        "hidden": [32, 32],
+        "latent_dim": 8,
+        "task_batch_size": 3,
+        "inner_batch_size": 64,
+        "outer_batch_size": 64,
+        "eval_adaptation_batch_size": 64,
+        "eval_num_cpus_per_task": 0.5,
+        "evaluation_interval": 3,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "stop_meta_steps": 4,
+        "out": str(path.parent / "run"),
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_train_command_checkpoints_and_resumes(
+    data_root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_file = write_run_file(tmp_path / "run.yaml", data_root)
+    assert main(["train", str(run_file), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "eval pre" in out  # evaluation ran at meta-step 3
+    summary = json.loads(out[out.index("{") :])
+    assert summary["meta_step"] == 4 and Path(summary["checkpoint"]).is_dir()
+    assert main(["train", str(run_file), "--stop-steps", "6", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["meta_step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert main(["evaluate", summary["checkpoint"], "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["meta_steps"] == 6 and set(evaluation["per_task"]) == {"3"}
+
+
+def test_run_file_refuses_unknown_keys(tmp_path: Path) -> None:
+    run_file = write_run_file(tmp_path / "run.yaml", "/nowhere", task_batch=5)
+    with pytest.raises(
+        RunConfigError, match=r"unknown setting 'task_batch'.*did you mean 'task_batch_size'"
+    ):
+        load_run_file(run_file)

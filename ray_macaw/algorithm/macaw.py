@@ -205,10 +205,22 @@ class MACAW(Algorithm):
     @override(Algorithm)
     def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
         """Spec §7.1 on every held-out task, in parallel; the result lands under `evaluation`."""
+        return self.evaluate_held_out()
+
+    def evaluate_held_out(
+        self, episodes: int | None = None, adaptation_steps: int | None = None
+    ) -> dict[str, Any]:
+        """Pre- and post-adaptation returns per held-out task (options override the config)."""
         cfg = self.config
+        options = {
+            "episodes": episodes or cfg.eval_episodes_per_task,
+            "batch_size": cfg.eval_adaptation_batch_size,
+            "adaptation_steps": adaptation_steps or cfg.eval_adaptation_steps,
+        }
         weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        remote = ev.evaluate_task_remote.options(num_cpus=cfg.eval_num_cpus_per_task)
         futures = [
-            ev.evaluate_task_remote.options(num_cpus=cfg.eval_num_cpus_per_task).remote(
+            remote.remote(
                 self.model_config,
                 self.inner_config,
                 weights,  # type: ignore[arg-type]
@@ -216,21 +228,16 @@ class MACAW(Algorithm):
                 cfg.family,
                 cfg.family_seed,
                 task_id,
-                {
-                    "seed": int(
-                        np.random.SeedSequence(
-                            [cfg.seed or 0, self.num_meta_steps, task_id]
-                        ).generate_state(1)[0]
-                        % 2**31
-                    ),
-                    "episodes": cfg.eval_episodes_per_task,
-                    "batch_size": cfg.eval_adaptation_batch_size,
-                    "adaptation_steps": cfg.eval_adaptation_steps,
-                },
+                {**options, "seed": self._evaluation_seed(task_id)},
             )
             for task_id in self.split.test
         ]
         return ev.summarise(ray.get(futures))
+
+    def _evaluation_seed(self, task_id: int) -> int:
+        """Seed of a task's adaptation batch and episodes at this meta-step."""
+        seeds = np.random.SeedSequence([self.config.seed or 0, self.num_meta_steps, task_id])
+        return int(seeds.generate_state(1)[0] % 2**31)
 
     @override(Algorithm)
     def get_checkpointable_components(self) -> list:

@@ -1,0 +1,91 @@
+"""YAML run files for `ray-macaw train`: every MACAWConfig setting by name, plus how to run.
+
+    family: point-robot
+    data_root: /tmp/pr-data
+    seed: 0
+    task_batch_size: 5            # any setting of MACAWConfig (see algorithm/config.py)
+    evaluation_interval: 250
+    stop_meta_steps: 10000        # run options
+    checkpoint_every: 1000
+    out: runs/point-robot
+
+Unknown keys are refused with a did-you-mean, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ray_macaw.algorithm.config import ALL_SETTINGS, MACAWConfig
+from ray_macaw.errors import DataError, RayMacawError, did_you_mean
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `ray-macaw train` runs a config.
+
+    Attributes:
+        out: Directory of checkpoints and the metrics log.
+        stop_meta_steps: Stop after this many meta-steps.
+        checkpoint_every: Save a checkpoint every this many meta-steps (and at the end).
+        log_every: Print a progress line every this many meta-steps.
+    """
+
+    out: str = "runs/macaw"
+    stop_meta_steps: int = 1000
+    checkpoint_every: int = 1000
+    log_every: int = 50
+
+
+RUN_KEYS = {f.name for f in fields(RunOptions)}
+OTHER_KEYS = {"seed", "evaluation_interval"}
+
+
+class RunConfigError(RayMacawError, ValueError):
+    """A run file that cannot be used as it is."""
+
+
+def load_run_file(path: str | Path) -> tuple[MACAWConfig, RunOptions]:
+    """Read a YAML run file into a MACAWConfig and run options."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise DataError("run file not found", "check the path", path) from e
+    except yaml.YAMLError as e:
+        raise RunConfigError(f"run file is not valid YAML ({e})", "fix the syntax", path) from e
+    if not isinstance(doc, dict):
+        raise RunConfigError("run file must be a mapping of settings", "see docs/train.md", path)
+    return config_from_dict(doc, path)
+
+
+def config_from_dict(
+    doc: dict[str, Any], path: str | Path | None = None
+) -> tuple[MACAWConfig, RunOptions]:
+    """Build a MACAWConfig and RunOptions from flat settings; unknown keys are errors."""
+    known = set(ALL_SETTINGS) | RUN_KEYS | OTHER_KEYS
+    for key in doc:
+        if key not in known:
+            raise RunConfigError(
+                f"unknown setting '{key}'",
+                f"{did_you_mean(key, known)}remove it or use one of "
+                "the settings in ray_macaw/algorithm/config.py",
+                path,
+            )
+    config = MACAWConfig()
+    for key, value in doc.items():
+        if key in ALL_SETTINGS:
+            setattr(config, key, tuple(value) if key == "hidden" else value)
+    if "seed" in doc:
+        config.debugging(seed=doc["seed"])
+    if "evaluation_interval" in doc:
+        config.evaluation(evaluation_interval=doc["evaluation_interval"])
+    options = RunOptions(**{k: v for k, v in doc.items() if k in RUN_KEYS})
+    for name in ("stop_meta_steps", "checkpoint_every", "log_every"):
+        if not isinstance(getattr(options, name), int) or getattr(options, name) < 1:
+            raise RunConfigError(f"{name} must be a positive integer", f"set {name}: 1000", path)
+    return config, options

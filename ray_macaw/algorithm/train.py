@@ -1,0 +1,80 @@
+"""Run a MACAW config to its stop condition: checkpoints, metrics log, resume (`train` command)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithm.macaw import MACAW
+from ray_macaw.algorithm.run_config import RunOptions
+
+LATEST = "latest"
+METRICS_FILE = "metrics.jsonl"
+
+
+def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures worth a line of the metrics log (no per-lr detail, no config)."""
+    learners = result.get("learners", {})
+    view = {
+        "meta_step": result.get("num_meta_steps_lifetime"),
+        "time_s": result.get("time_total_s"),
+        **learners.get("macaw", {}),
+    }
+    evaluation = result.get("evaluation")
+    if evaluation:
+        view.update({k: v for k, v in evaluation.items() if k != "per_task"})
+    return view
+
+
+def train(
+    config: MACAWConfig, options: RunOptions, *, resume: bool = False, log: Any = print
+) -> dict[str, Any]:
+    """Train until `options.stop_meta_steps`; returns the last result's scalar view.
+
+    With `resume`, continues from `<out>/latest` when it exists (the driver was killed, say).
+    """
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    latest = out / LATEST
+    algo: MACAW
+    if resume and (latest / "rllib_checkpoint.json").exists():
+        algo = MACAW.from_checkpoint(str(latest))  # type: ignore[assignment]
+        log(f"resumed from {latest} at meta-step {algo.num_meta_steps}")
+    else:
+        algo = config.build_algo()  # type: ignore[assignment]
+    view: dict[str, Any] = {}
+    try:
+        with open(out / METRICS_FILE, "a") as metrics:
+            while algo.num_meta_steps < options.stop_meta_steps:
+                start = time.perf_counter()
+                result = algo.train()
+                view = _scalar_view(result)
+                metrics.write(json.dumps(view) + "\n")
+                step = algo.num_meta_steps
+                if step % options.log_every == 0 or "pre_adaptation_return_mean" in view:
+                    log(_progress_line(view, time.perf_counter() - start))
+                if step % options.checkpoint_every == 0 or step >= options.stop_meta_steps:
+                    algo.save_to_path(str(latest))
+                    metrics.flush()
+    finally:
+        algo.stop()
+    log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
+    return {**view, "checkpoint": str(latest)}
+
+
+def _progress_line(view: dict[str, Any], seconds: float) -> str:
+    parts = [
+        f"step {view['meta_step']}",
+        f"{seconds:.2f} s/step",
+        f"outer V {view.get('outer_value_loss', float('nan')):.3f}",
+        f"outer pi {view.get('outer_policy_loss', float('nan')):.3f}",
+    ]
+    if "pre_adaptation_return_mean" in view:
+        parts.append(
+            f"eval pre {view['pre_adaptation_return_mean']:.2f} -> post "
+            f"{view['post_adaptation_return_mean']:.2f}"
+        )
+    return ", ".join(parts)
