@@ -50,6 +50,7 @@ TRAINING = {
     "normalize_advantages": True,  # per-batch advantage normalisation (unbiased std)
     "target_mix": 0.9,  # phi_bar = 0.9 phi + 0.1 phi' (outer value target)
     "outer_value_target": "bootstrap",  # 'bootstrap' (authors) or 'mc' (paper)
+    "objective": "macaw",  # 'macaw', or 'meta_bc' (the paper's imitation baseline, spec §9)
     "loss_scale": "num_train_tasks",  # divide the meta-loss by N_train (authors) or task batch
     "adapt": "all",  # adapt every tensor (authors) or only the latents ('latent')
     "low_rank_wt": True,  # closed-form low-rank weight-transform inner step (exact, faster)
@@ -115,6 +116,7 @@ class MACAWConfig(AlgorithmConfig):
     normalize_advantages: bool
     target_mix: float
     outer_value_target: Literal["bootstrap", "mc"]
+    objective: Literal["macaw", "meta_bc"]
     loss_scale: LossScale
     adapt: Adapt
     low_rank_wt: bool
@@ -257,5 +259,6 @@ class MACAWConfig(AlgorithmConfig):
             normalize_advantages=self.normalize_advantages,
             target_mix=self.target_mix,
             outer_value_target=self.outer_value_target,
+            objective=self.objective,
             low_rank_wt=self.low_rank_wt,
         )

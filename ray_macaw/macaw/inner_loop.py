@@ -51,6 +51,8 @@ class InnerLoopConfig:
             target (0.9, `target_vf_alpha`).
         outer_value_target: 'bootstrap' (R + g V_phi_bar(s^T), the authors' code) or 'mc'
             (pure R, the paper's description).
+        objective: 'macaw' (AWR + advantage head, value adaptation) or 'meta_bc' (the paper's
+            imitation baseline: behaviour cloning inside and out, no value network).
         low_rank_wt: Adapt weight-transform layers in closed form (rank-1 updates of M, no
             per-task copy of it; see `net_state`). Exact: same result as plain autograd.
     """
@@ -62,6 +64,7 @@ class InnerLoopConfig:
     normalize_advantages: bool = True
     target_mix: float = 0.9
     outer_value_target: Literal["bootstrap", "mc"] = "bootstrap"
+    objective: Literal["macaw", "meta_bc"] = "macaw"
     low_rank_wt: bool = True
 
     def __post_init__(self) -> None:
@@ -73,6 +76,8 @@ class InnerLoopConfig:
             raise ValueError(f"target_mix must lie in [0, 1], got {self.target_mix}")
         if self.outer_value_target not in ("bootstrap", "mc"):
             raise ValueError("outer_value_target must be 'bootstrap' or 'mc'")
+        if self.objective not in ("macaw", "meta_bc"):
+            raise ValueError("objective must be 'macaw' or 'meta_bc'")
 
 
 def autograd_grad(
@@ -133,7 +138,7 @@ def policy_state(model: MACAWModel, params: Params, config: InnerLoopConfig) -> 
     )
 
 
-def _sgd_steps(
+def sgd_steps(
     state: NetworkState,
     batch: Batch,
     config: InnerLoopConfig,
@@ -178,7 +183,7 @@ def adapt_value(
 
         return loss_fn
 
-    steps = _sgd_steps(state, batch, config, grad_fn, chunk_loss)
+    steps = sgd_steps(state, batch, config, grad_fn, chunk_loss)
     target = state
     for stepped, _ in steps:
         target = stepped.mixed(target, config.target_mix)
@@ -193,7 +198,7 @@ def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> to
     return losses.advantages(batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values).detach()
 
 
-def _log_probs_and_head(
+def log_probs_and_head(
     model: MACAWModel, state: NetworkState, batch: Batch, inputs: TensorDict | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     mean, predicted = model.policy.forward_effective(
@@ -220,7 +225,7 @@ def adapt_policy(
         advantages = batch_advantages(model, adapted_value, chunk)
 
         def loss_fn(inputs: TensorDict) -> tuple[torch.Tensor, TensorDict]:
-            log_probs, predicted = _log_probs_and_head(model, state, chunk, inputs)
+            log_probs, predicted = log_probs_and_head(model, state, chunk, inputs)
             loss, stats = losses.policy_adaptation_loss(
                 log_probs,
                 predicted,
@@ -237,7 +242,7 @@ def adapt_policy(
 
         return loss_fn
 
-    return _sgd_steps(state, batch, config, grad_fn, chunk_loss)[-1]
+    return sgd_steps(state, batch, config, grad_fn, chunk_loss)[-1]
 
 
 def adv_coef(params: Params) -> torch.Tensor | float:
@@ -283,7 +288,7 @@ def task_meta_loss(
     weights = losses.awr_weights(
         advantages, config.temperature, config.max_weight, config.normalize_advantages
     )
-    log_probs, _ = _log_probs_and_head(model, theta_adapted, outer)
+    log_probs, _ = log_probs_and_head(model, theta_adapted, outer)
     policy_loss = losses.awr_policy_loss(log_probs, weights)
     stats = {
         **value_stats,

@@ -7,8 +7,8 @@ gradients: that is what lets tasks spread over workers, and what `vmap` batches 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import torch
 
@@ -59,7 +59,7 @@ def meta_backward(
     """
     params = model.params()
     if vectorize:
-        task_fn = functools.partial(task_meta_loss, model, config=config, grad_fn=func_grad)
+        task_fn = functools.partial(_task_loss_fn(config), model, config=config, grad_fn=func_grad)
         value_losses, policy_losses, stats = torch.func.vmap(
             task_fn, in_dims=(None, 0, 0), randomness="error"
         )(params, inner, outer)
@@ -70,6 +70,15 @@ def meta_backward(
     return mean_stats(stats)
 
 
+def _task_loss_fn(config: InnerLoopConfig) -> Callable[..., Any]:
+    """The per-task loss of the configured objective (MACAW, or the Meta-BC baseline)."""
+    if config.objective == "meta_bc":
+        from ray_macaw.macaw.meta_bc import task_meta_bc_loss
+
+        return task_meta_bc_loss
+    return task_meta_loss
+
+
 def _task_loop(
     model: MACAWModel, params, inner: Batch, outer: Batch, config: InnerLoopConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -77,7 +86,7 @@ def _task_loop(
     for i in range(next(iter(inner.values())).shape[0]):
         task_inner = {k: v[i] for k, v in inner.items()}
         task_outer = {k: v[i] for k, v in outer.items()}
-        value_loss, policy_loss, stats = task_meta_loss(
+        value_loss, policy_loss, stats = _task_loss_fn(config)(
             model, params, task_inner, task_outer, config, autograd_grad
         )
         value_losses.append(value_loss)
