@@ -2,7 +2,8 @@
 
 Standard configuration at Cheetah sizes (spec §10): weight-transform layers, 3 x 100, latent 100,
 5 tasks, batches of 256, one inner step, second order, plus the outer Adam steps. Each variant
-runs in its own process so its peak RSS is its own. Prints one JSON line.
+runs in its own process so its peak RSS is its own. Then the MACAW Algorithm's meta-step with 0, 1
+and 2 inner-loop worker actors on synthetic data in the real format. Prints one JSON line.
 
 Usage: python benchmarks/meta_step.py [--steps 20] [--warmup 3]
 """
@@ -84,19 +85,84 @@ def run_variant(name: str, steps: int, warmup: int) -> dict:
     }
 
 
+def write_synthetic_root(root: str, tasks: int, rows: int) -> None:
+    """Cheetah-sized random transitions in the real Parquet format (200-step episodes)."""
+    import numpy as np
+
+    from ray_macaw.data.shards import DatasetWriter
+    from ray_macaw.tasks import get_task_family
+
+    writer = DatasetWriter(root, get_task_family("cheetah-vel"), obs_dim=20, act_dim=6)
+    rng = np.random.default_rng(0)
+    for task_id in range(tasks):
+        task_writer = writer.task_writer(task_id)
+        for _ in range(rows // 200):
+            obs = rng.normal(size=(201, 20)).astype(np.float32)
+            task_writer.add_episode(
+                obs[:-1],
+                rng.uniform(-1, 1, (200, 6)),
+                rng.normal(size=200),
+                obs[1:],
+                terminated=False,
+            )
+        task_writer.flush()
+
+
+def worker_scaling(steps: int, warmup: int) -> dict:
+    """Seconds per meta-step of the MACAW Algorithm with 0, 1 and 2 inner-loop workers."""
+    import tempfile
+
+    import ray
+
+    from ray_macaw.algorithm import MACAWConfig
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    figures = {}
+    with tempfile.TemporaryDirectory() as root:
+        write_synthetic_root(root, tasks=10, rows=20_000)
+        for workers in (0, 1, 2):
+            config = (
+                MACAWConfig()
+                .environment(family="cheetah-vel", train_tasks=list(range(8)), test_tasks=[8, 9])
+                .offline_data(root=root)
+                .inner_loop_workers(num_workers=workers, num_cpus_per_worker=1)
+                .debugging(seed=0)
+            )
+            algo = config.build_algo()
+            for _ in range(warmup):
+                algo.training_step()
+            start = time.perf_counter()
+            for _ in range(steps):
+                algo.training_step()
+            seconds = (time.perf_counter() - start) / steps
+            algo.stop()
+            figures[f"{workers}_workers"] = {
+                "seconds_per_step": round(seconds, 4),
+                "steps_per_s": round(1 / seconds, 2),
+            }
+    ray.shutdown()
+    base = figures["0_workers"]["seconds_per_step"]
+    for entry in figures.values():
+        entry["speed_over_0_workers"] = round(base / entry["seconds_per_step"], 2)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=[*sorted(VARIANTS), "workers"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.variant == "workers":
+        print(json.dumps(worker_scaling(args.steps, args.warmup)))
+        return
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.steps, args.warmup)))
         return
     import torch
 
     results = {}
-    for name in VARIANTS:
+    for name in [*VARIANTS, "workers"]:
         out = subprocess.run(
             [
                 sys.executable,
@@ -121,7 +187,8 @@ def main() -> None:
                 "config": "cheetah WT 3x100 c=100, 5 tasks, batch 256, 1 inner step, 2nd order",
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
                 "torch": torch.__version__,
-                "variants": results,
+                "variants": {k: v for k, v in results.items() if k != "workers"},
+                "algorithm_worker_scaling": results["workers"],
                 "ratio_vmap_over_loop": round(per_step["loop"] / per_step["vmap"], 2),
                 "ratio_vmap_over_loop_plain_autograd": round(
                     per_step["loop_plain_autograd"] / per_step["vmap"], 2
