@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A one-node cluster started with `ray start --head`, token auth on, all on 127.0.0.1."""
+    """A one-node cluster from `ray start --head --block`, token auth on, all on 127.0.0.1.
+
+    Started in its own process group and stopped by signalling that group: `ray stop` would
+    also stop every other Ray instance on the machine.
+    """
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
@@ -37,11 +42,12 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     }
     port, dashboard = free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray-head")
-    subprocess.run(
+    process = subprocess.Popen(
         [
             str(BIN / "ray"),
             "start",
             "--head",
+            "--block",
             "--node-ip-address=127.0.0.1",
             f"--port={port}",
             "--num-cpus=2",
@@ -52,18 +58,20 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             "--disable-usage-stats",
         ],
         env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     env = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}"}
     try:
         wait_for_job_agent(env)
         yield env
     finally:
-        subprocess.run(
-            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
-        )
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_for_job_agent(env: dict[str, str], timeout: float = 90.0) -> None:

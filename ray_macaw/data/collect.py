@@ -150,7 +150,7 @@ def _run_actors(
             while pending and len(running) < limit:
                 task_id, attempt = pending.popleft()
                 actor = CollectorActor.options(  # type: ignore[attr-defined]
-                    name=actor_name(config, task_id), **resources
+                    name=actor_name(config, task_id, attempt), **resources
                 ).remote(config, task_id, obs_dim, act_dim)
                 bar = display.task_bar(task_id, config.steps, len(running) + 1)  # type: ignore[arg-type]
                 running[actor.run.remote()] = _Running(task_id, actor, attempt, bar)
@@ -167,9 +167,11 @@ def _run_actors(
     return results
 
 
-def actor_name(config: CollectConfig, task_id: int) -> str:
-    """Name of a task's collector actor (unique per root, family and task)."""
-    return f"ray-macaw-collect:{Path(config.root).resolve()}:{config.family}:{task_id}"
+def actor_name(config: CollectConfig, task_id: int, attempt: int = 0) -> str:
+    """Name of a task's collector actor (unique per root, family, task and attempt: a dead
+    actor's name can stay registered for a while)."""
+    root = Path(config.root).resolve()
+    return f"ray-macaw-collect:{root}:{config.family}:{task_id}:{attempt}"
 
 
 def _finish(
@@ -191,6 +193,7 @@ def _finish(
                 "check the worker's logs (out of memory?); re-running the command resumes "
                 "from the last complete part",
             ) from e
+        ray.kill(run.actor, no_restart=True)
         display.message(
             f"task {run.task_id}: actor died, restarting from its last part "
             f"(attempt {run.attempt + 2})"
