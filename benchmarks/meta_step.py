@@ -179,7 +179,7 @@ def main() -> None:
             text=True,
         ).stdout
         results[name] = json.loads(out.strip().splitlines()[-1])
-    per_step = {k: v["seconds_per_step"] for k, v in results.items()}
+    per_step = {k: v["seconds_per_step"] for k, v in results.items() if k in VARIANTS}
     print(
         json.dumps(
             {
