@@ -22,6 +22,7 @@ from ray.rllib.utils import force_list
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
@@ -57,6 +58,25 @@ class MACAW(Algorithm):
     @override(Algorithm)
     def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
         return False  # evaluation adapts and rolls out in its own Ray tasks
+
+    @classmethod
+    @override(Algorithm)
+    def default_resource_request(cls, config: Any) -> PlacementGroupFactory:
+        """Under Tune, one placement group per trial: the driver, its inner-loop workers and an
+        evaluation slot, so evaluation tasks never wait on CPUs other trials hold."""
+        cfg = (
+            config
+            if isinstance(config, MACAWConfig)
+            else cls.get_default_config().update_from_dict(config)
+        )
+        worker: dict[str, float] = {
+            "CPU": cfg.num_cpus_per_inner_worker,
+            "GPU": cfg.num_gpus_per_inner_worker,
+        }
+        bundles: list[dict[str, float]] = [{"CPU": float(cfg.num_cpus_for_main_process)}]
+        bundles += [worker] * cfg.num_inner_loop_workers
+        bundles.append({"CPU": cfg.eval_num_cpus_per_task})
+        return PlacementGroupFactory(bundles, strategy=cfg.placement_strategy)
 
     @override(Algorithm)
     def setup(self, config: Any) -> None:
