@@ -206,7 +206,13 @@ def test_run_file_refuses_unknown_keys(tmp_path: Path) -> None:
 
 
 ABLATIONS = {
-    "meta_bc": {"objective": "meta_bc", "advantage_head": False},  # paper baseline
+    "meta_bc": {"objective": "meta_bc", "advantage_head": False},  # paper baselines
+    "multitask_finetune": {
+        "objective": "multitask",
+        "advantage_head": False,
+        "policy_layer": "bias_transform",
+        "value_layer": "bias_transform",
+    },
     "maml_awr_no_adv_head": {"advantage_head": False},
     "no_weight_transform": {"policy_layer": "bias_transform", "value_layer": "bias_transform"},
     "no_weight_transform_wide": {
@@ -233,6 +239,9 @@ def test_baselines_and_ablations_train_and_evaluate(data_root: str, name: str) -
         assert np.isfinite(evaluation["post_adaptation_return_mean"])
         if name == "meta_bc":  # the value network is never updated
             assert all(p.grad is None for p in algo.model.value.parameters())
+        if name == "multitask_finetune":  # one-hot task ids widen the input; no learned lrs used
+            assert algo.model_config.obs_dim == 2 + 40
+            assert all(p.grad is None for p in algo.model.policy_lr.parameters())
     finally:
         algo.stop()
 

@@ -92,18 +92,26 @@ def sample_requests(
 
 
 def gather(
-    data: Mapping[int, TaskData], requests: Sequence[TaskRequest]
+    data: Mapping[int, TaskData], requests: Sequence[TaskRequest], one_hot_tasks: int = 0
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Stacked (tasks, rows, ...) inner and outer batches of the requested rows."""
-    inner = {
-        c: np.stack([data[r.task_id].columns[c][r.inner_rows] for r in requests])
-        for c in BATCH_COLUMNS
-    }
-    outer = {
-        c: np.stack([data[r.task_id].columns[c][r.outer_rows] for r in requests])
-        for c in BATCH_COLUMNS
-    }
-    return _tensors(inner), _tensors(outer)
+    """Stacked (tasks, rows, ...) inner and outer batches of the requested rows.
+
+    With `one_hot_tasks` > 0 (the multi-task baseline), observations get the task's one-hot id
+    of that length appended.
+    """
+    batches = []
+    for rows in ("inner_rows", "outer_rows"):
+        batch = {
+            c: np.stack([data[r.task_id].columns[c][getattr(r, rows)] for r in requests])
+            for c in BATCH_COLUMNS
+        }
+        if one_hot_tasks:
+            ids = np.eye(one_hot_tasks, dtype=np.float32)[[r.task_id for r in requests]]
+            for column in (C.OBS, C.TERMINAL_OBS):
+                tags = np.broadcast_to(ids[:, None, :], (*batch[column].shape[:2], one_hot_tasks))
+                batch[column] = np.concatenate([batch[column], tags], axis=-1)
+        batches.append(_tensors(batch))
+    return batches[0], batches[1]
 
 
 def _tensors(batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -50,7 +50,7 @@ TRAINING = {
     "normalize_advantages": True,  # per-batch advantage normalisation (unbiased std)
     "target_mix": 0.9,  # phi_bar = 0.9 phi + 0.1 phi' (outer value target)
     "outer_value_target": "bootstrap",  # 'bootstrap' (authors) or 'mc' (paper)
-    "objective": "macaw",  # 'macaw', or 'meta_bc' (the paper's imitation baseline, spec §9)
+    "objective": "macaw",  # 'macaw', 'meta_bc' or 'multitask' (the paper's baselines, §9)
     "loss_scale": "num_train_tasks",  # divide the meta-loss by N_train (authors) or task batch
     "adapt": "all",  # adapt every tensor (authors) or only the latents ('latent')
     "low_rank_wt": True,  # closed-form low-rank weight-transform inner step (exact, faster)
@@ -67,6 +67,9 @@ EVALUATION = {
     "eval_adaptation_steps": 1,  # test-time adaptation steps (the authors: 1)
     "eval_episodes_per_task": 1,  # deterministic episodes per held-out task (the authors: 1)
     "eval_num_cpus_per_task": 1.0,  # CPUs of each held-out task's evaluation (a Ray task)
+    "eval_finetune_steps": 20,  # multitask baseline: Adam fine-tuning steps at test time (§7.2)
+    "eval_finetune_value_lr": 1e-5,
+    "eval_finetune_policy_lr": 1e-3,
 }
 ALL_SETTINGS = {**ENVIRONMENT, **DATA, **TRAINING, **WORKERS, **EVALUATION}
 
@@ -116,7 +119,7 @@ class MACAWConfig(AlgorithmConfig):
     normalize_advantages: bool
     target_mix: float
     outer_value_target: Literal["bootstrap", "mc"]
-    objective: Literal["macaw", "meta_bc"]
+    objective: Literal["macaw", "meta_bc", "multitask"]
     loss_scale: LossScale
     adapt: Adapt
     low_rank_wt: bool
@@ -129,6 +132,9 @@ class MACAWConfig(AlgorithmConfig):
     eval_adaptation_steps: int
     eval_episodes_per_task: int
     eval_num_cpus_per_task: float
+    eval_finetune_steps: int
+    eval_finetune_value_lr: float
+    eval_finetune_policy_lr: float
 
     def __init__(self, algo_class: type | None = None) -> None:
         from ray_macaw.algorithm.macaw import MACAW

@@ -14,8 +14,10 @@ import ray
 import torch
 
 from ray_macaw.algorithm.batches import BATCH_COLUMNS
+from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, adapt
+from ray_macaw.macaw.multitask import fine_tune
 from ray_macaw.tasks import get_task_family
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -47,24 +49,46 @@ def evaluate_task(
     family: str,
     family_seed: int,
     task_id: int,
-    options: Mapping[str, int],
+    options: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Pre- and post-adaptation returns of one held-out task."""
+    """Pre- and post-adaptation returns of one held-out task.
+
+    MACAW and Meta-BC adapt with the inner step(s); the multi-task baseline (`one_hot_tasks` > 0)
+    sees an all-zero task id and is fine-tuned with Adam instead (spec §7.2).
+    """
     model = MACAWModel(model_config)
     model.load_state_dict(weights)
     env = get_task_family(family, seed=family_seed).make_env(task_id)
-    seed = options["seed"]
-    pre = rollout(env, model.policy.mean_action, options["episodes"], seed)
+    seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
+
+    def with_zero_task_id(obs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([obs, torch.zeros(*obs.shape[:-1], one_hot)], dim=-1)
+
+    pre = rollout(
+        env, lambda o: model.policy.mean_action(with_zero_task_id(o)), options["episodes"], seed
+    )
     data = TaskDatasets(root, family).load(task_id)
-    rng = np.random.default_rng(seed)
-    batch = data.sample_uniform(options["batch_size"], rng)
+    batch = data.sample_uniform(options["batch_size"], np.random.default_rng(seed))
     tensors = {c: torch.as_tensor(batch[c], dtype=torch.float32) for c in BATCH_COLUMNS}
-    adapted = adapt(model, tensors, inner_config, steps=options["adaptation_steps"])
+    tensors[C.OBS] = with_zero_task_id(tensors[C.OBS])
+    tensors[C.TERMINAL_OBS] = with_zero_task_id(tensors[C.TERMINAL_OBS])
+    if one_hot:
+        tuned = fine_tune(
+            model,
+            tensors,
+            inner_config,
+            options["finetune_steps"],
+            options["finetune_value_lr"],
+            options["finetune_policy_lr"],
+        )
+        policy: Policy = lambda o: tuned.policy.mean_action(with_zero_task_id(o))  # noqa: E731
+    else:
+        adapted = adapt(model, tensors, inner_config, steps=options["adaptation_steps"])
 
-    def adapted_policy(obs: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(model.policy, adapted.policy, (obs,))[0]
+        def policy(obs: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(model.policy, adapted.policy, (obs,))[0]
 
-    post = rollout(env, adapted_policy, options["episodes"], seed)
+    post = rollout(env, policy, options["episodes"], seed)
     return {
         "task_id": task_id,
         "pre_adaptation_return": float(np.mean(pre)),

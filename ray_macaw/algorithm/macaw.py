@@ -40,6 +40,7 @@ from ray_macaw.algorithm.workers import (
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.macaw import MACAWModel
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+from ray_macaw.tasks import get_task_family
 
 
 class MACAW(Algorithm):
@@ -124,7 +125,12 @@ class MACAW(Algorithm):
         seed = cfg.seed or 0
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.model_config = cfg.model_config(manifest.obs_dim, manifest.act_dim)
+        # The multi-task baseline appends a one-hot task id to observations (spec §9).
+        num_tasks = get_task_family(cfg.family, seed=cfg.family_seed).num_tasks
+        self.one_hot_tasks = num_tasks if cfg.objective == "multitask" else 0
+        self.model_config = cfg.model_config(
+            manifest.obs_dim + self.one_hot_tasks, manifest.act_dim
+        )
         self.inner_config = cfg.inner_loop_config()
         self.model = MACAWModel(self.model_config)
         self.optimizers = self._build_optimizers(cfg)
@@ -137,6 +143,7 @@ class MACAW(Algorithm):
                 load_batch_columns(self.data_root, cfg.family, self.split.train),
                 self.inner_config,
                 cfg.vectorize,
+                self.one_hot_tasks,
             )
 
     def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Adam]:
@@ -156,13 +163,14 @@ class MACAW(Algorithm):
         groups = assign_tasks(self.split.train, cfg.num_inner_loop_workers)
         workers = [
             InnerLoopWorker.options(**worker_options(cfg)).remote(  # type: ignore[attr-defined]
-                cfg.data_root,
+                self.data_root,
                 cfg.family,
                 tasks,
                 self.model_config,
                 self.inner_config,
                 cfg.vectorize,
                 int(cfg.num_cpus_per_inner_worker),
+                self.one_hot_tasks,
             )
             for tasks in groups
         ]
@@ -236,6 +244,10 @@ class MACAW(Algorithm):
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
             "adaptation_steps": adaptation_steps or cfg.eval_adaptation_steps,
+            "one_hot_tasks": self.one_hot_tasks,
+            "finetune_steps": cfg.eval_finetune_steps,
+            "finetune_value_lr": cfg.eval_finetune_value_lr,
+            "finetune_policy_lr": cfg.eval_finetune_policy_lr,
         }
         weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
         remote = ev.evaluate_task_remote.options(num_cpus=cfg.eval_num_cpus_per_task)

@@ -39,6 +39,8 @@ class GradientComputer:
         data: The data of the tasks this computer serves.
         inner_config: Inner-loop settings.
         vectorize: vmap across tasks (else a per-task loop).
+        one_hot_tasks: Length of the task one-hot appended to observations (multi-task
+            baseline); 0 for none.
     """
 
     def __init__(
@@ -47,15 +49,17 @@ class GradientComputer:
         data: Mapping[int, TaskData],
         inner_config: InnerLoopConfig,
         vectorize: bool,
+        one_hot_tasks: int = 0,
     ) -> None:
         self.model = model
+        self.one_hot_tasks = one_hot_tasks
         self.data = dict(data)
         self.inner_config = inner_config
         self.vectorize = vectorize
 
     def accumulate(self, requests: Sequence[TaskRequest], divisor: float) -> dict[str, float]:
         """Add the meta-gradient of `requests` to the model's `.grad`; returns mean stats."""
-        inner, outer = gather(self.data, requests)
+        inner, outer = gather(self.data, requests, self.one_hot_tasks)
         return meta_backward(
             self.model, inner, outer, self.inner_config, divisor, vectorize=self.vectorize
         )
@@ -74,6 +78,7 @@ class InnerLoopWorker:
         inner_config: InnerLoopConfig,
         vectorize: bool,
         num_threads: int,
+        one_hot_tasks: int = 0,
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
         self.computer = GradientComputer(
@@ -81,6 +86,7 @@ class InnerLoopWorker:
             load_batch_columns(root, family, task_ids),
             inner_config,
             vectorize,
+            one_hot_tasks,
         )
 
     def gradients(

@@ -51,8 +51,9 @@ class InnerLoopConfig:
             target (0.9, `target_vf_alpha`).
         outer_value_target: 'bootstrap' (R + g V_phi_bar(s^T), the authors' code) or 'mc'
             (pure R, the paper's description).
-        objective: 'macaw' (AWR + advantage head, value adaptation) or 'meta_bc' (the paper's
-            imitation baseline: behaviour cloning inside and out, no value network).
+        objective: 'macaw' (AWR + advantage head, value adaptation), 'meta_bc' (the paper's
+            imitation baseline: behaviour cloning inside and out, no value network) or
+            'multitask' (the multi-task + fine-tune baseline: no inner loop, one-hot task ids).
         low_rank_wt: Adapt weight-transform layers in closed form (rank-1 updates of M, no
             per-task copy of it; see `net_state`). Exact: same result as plain autograd.
     """
@@ -64,7 +65,7 @@ class InnerLoopConfig:
     normalize_advantages: bool = True
     target_mix: float = 0.9
     outer_value_target: Literal["bootstrap", "mc"] = "bootstrap"
-    objective: Literal["macaw", "meta_bc"] = "macaw"
+    objective: Literal["macaw", "meta_bc", "multitask"] = "macaw"
     low_rank_wt: bool = True
 
     def __post_init__(self) -> None:
@@ -76,8 +77,8 @@ class InnerLoopConfig:
             raise ValueError(f"target_mix must lie in [0, 1], got {self.target_mix}")
         if self.outer_value_target not in ("bootstrap", "mc"):
             raise ValueError("outer_value_target must be 'bootstrap' or 'mc'")
-        if self.objective not in ("macaw", "meta_bc"):
-            raise ValueError("objective must be 'macaw' or 'meta_bc'")
+        if self.objective not in ("macaw", "meta_bc", "multitask"):
+            raise ValueError("objective must be 'macaw', 'meta_bc' or 'multitask'")
 
 
 def autograd_grad(

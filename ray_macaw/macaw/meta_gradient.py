@@ -71,11 +71,15 @@ def meta_backward(
 
 
 def _task_loss_fn(config: InnerLoopConfig) -> Callable[..., Any]:
-    """The per-task loss of the configured objective (MACAW, or the Meta-BC baseline)."""
+    """The per-task loss of the configured objective (MACAW, Meta-BC or multi-task)."""
     if config.objective == "meta_bc":
         from ray_macaw.macaw.meta_bc import task_meta_bc_loss
 
         return task_meta_bc_loss
+    if config.objective == "multitask":
+        from ray_macaw.macaw.multitask import task_multitask_loss
+
+        return task_multitask_loss
     return task_meta_loss
 
 
