@@ -16,6 +16,7 @@ from ray_macaw.algorithm import MACAW, MACAWConfig
 from ray_macaw.algorithm.run_config import RunConfigError, load_run_file
 from ray_macaw.algorithm.validation import MACAWConfigError
 from ray_macaw.cli import main
+from ray_macaw.errors import UnknownNameError
 from ray_macaw.data.collect import collect
 from ray_macaw.data.collect_config import CollectConfig
 
@@ -268,3 +269,27 @@ def test_macaw_runs_as_a_tune_trainable(data_root: str, tmp_path: Path) -> None:
             assert restored.num_meta_steps == 2
         finally:
             restored.stop()
+
+
+def test_ml45_preset_is_table_4_meta_world_column() -> None:
+    config = MACAWConfig().preset("ml45")
+    assert (
+        config.adv_coef,
+        config.outer_value_lr,
+        config.inner_policy_lr,
+        config.inner_value_lr,
+        config.hidden,
+        config.task_batch_size,
+    ) == (1e-3, 1e-6, 1e-2, 1e-4, (300, 300, 300), 10)
+    assert config.outer_policy_lr == 1e-4 and config.inner_batch_size == 256  # unchanged
+    default = MACAWConfig()
+    assert (
+        default.adv_coef,
+        default.outer_value_lr,
+        default.inner_policy_lr,
+        default.hidden,
+        default.task_batch_size,
+        default.buffer_stride,
+    ) == (0.01, 1e-5, 1e-3, (100, 100, 100), 5, 7)
+    with pytest.raises(UnknownNameError, match="did you mean 'ml45'"):
+        MACAWConfig().preset("ml4")

@@ -71,6 +71,18 @@ EVALUATION = {
     "eval_finetune_value_lr": 1e-5,
     "eval_finetune_policy_lr": 1e-3,
 }
+# Appendix Table 4: the standard column is the defaults above; the Meta-World column differs here.
+PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {},
+    "ml45": {
+        "adv_coef": 1e-3,
+        "outer_value_lr": 1e-6,
+        "inner_policy_lr": 1e-2,
+        "inner_value_lr": 1e-4,
+        "hidden": (300, 300, 300),
+        "task_batch_size": 10,
+    },
+}
 ALL_SETTINGS = {**ENVIRONMENT, **DATA, **TRAINING, **WORKERS, **EVALUATION}
 
 
@@ -151,6 +163,16 @@ class MACAWConfig(AlgorithmConfig):
                 if name not in group:
                     raise TypeError(f"unknown MACAW setting {name!r}")
                 setattr(self, name, value)
+        return self
+
+    def preset(self, name: str) -> MACAWConfig:
+        """Apply a column of appendix Table 4: 'standard' (the defaults) or 'ml45'."""
+        if name not in PRESETS:
+            from ray_macaw.errors import unknown_name
+
+            raise unknown_name("preset", name, PRESETS)
+        for key, value in PRESETS[name].items():
+            setattr(self, key, value)
         return self
 
     @override(AlgorithmConfig)

@@ -3,6 +3,7 @@
     family: point-robot
     data_root: /tmp/pr-data
     seed: 0
+    preset: standard              # optional: 'ml45' = appendix Table 4's Meta-World column
     task_batch_size: 5            # any setting of MACAWConfig (see algorithm/config.py)
     evaluation_interval: 250
     stop_meta_steps: 10000        # run options
@@ -42,7 +43,7 @@ class RunOptions:
 
 
 RUN_KEYS = {f.name for f in fields(RunOptions)}
-OTHER_KEYS = {"seed", "evaluation_interval"}
+OTHER_KEYS = {"seed", "evaluation_interval", "preset"}
 
 
 class RunConfigError(RayMacawError, ValueError):
@@ -77,6 +78,8 @@ def config_from_dict(
                 path,
             )
     config = MACAWConfig()
+    if "preset" in doc:  # a Table 4 column first; explicit settings override it
+        config.preset(doc["preset"])
     for key, value in doc.items():
         if key in ALL_SETTINGS:
             setattr(config, key, tuple(value) if key == "hidden" else value)
