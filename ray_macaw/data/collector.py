@@ -28,6 +28,7 @@ from ray_macaw.data.behaviour import (
 from ray_macaw.data.collect_config import CollectConfig
 from ray_macaw.data.curves import summarise, write_curve
 from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.task_data import TaskData
 from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import Manifest, PartRecord
 from ray_macaw.data.shards import DatasetWriter
@@ -106,7 +107,14 @@ class TaskCollection:
 
     def run(self) -> dict[str, Any]:
         """Collect until the task holds `steps` transitions; mark it complete."""
-        self._load_existing_curve()
+        # On resume, the data already written is read once: for the curve and the agent's buffer.
+        existing = (
+            TaskDatasets(self.config.root, self.family.name).load(self.task_id)
+            if self.writer.rows_written
+            else None
+        )
+        if existing is not None:
+            self._load_existing_curve(existing)
         self.dataset.record_run(
             self.task_id,
             {
@@ -119,7 +127,7 @@ class TaskCollection:
         remaining = self.steps - self.writer.rows_written
         if remaining > 0:
             if self.algo in LEARNED_ALGOS:
-                self._run_agent(remaining)
+                self._run_agent(remaining, existing)
             else:
                 self._run_scripted(remaining)
         self.recorder.close()
@@ -137,7 +145,7 @@ class TaskCollection:
         if episode_return is not None:
             self.recent.append(episode_return)
 
-    def _run_agent(self, remaining: int) -> None:
+    def _run_agent(self, remaining: int, existing: TaskData | None) -> None:
         config = self.config
         device = "cuda" if config.num_gpus_per_task > 0 else "cpu"
         env = self.family.make_env(self.task_id)
@@ -148,19 +156,16 @@ class TaskCollection:
             config.task_seed(self.task_id),
             device,
         )
-        if self.writer.rows_written:
-            self._resume_agent()
+        if existing is not None:
+            self._resume_agent(existing)
         self.agent.replay_buffer.sink = self._on_step
         self.writer.before_record = self._checkpoint
         self.agent.learn(total_timesteps=remaining, reset_num_timesteps=False)
 
-    def _resume_agent(self) -> None:
+    def _resume_agent(self, existing: TaskData) -> None:
         rows = self.writer.rows_written
-        checkpoint = self._checkpoint_for(rows)
-        load_checkpoint(self.agent, checkpoint)
-        refill_replay_buffer(
-            self.agent, TaskDatasets(self.config.root, self.family.name).load(self.task_id)
-        )
+        load_checkpoint(self.agent, self._checkpoint_for(rows))
+        refill_replay_buffer(self.agent, existing)
         self.agent.num_timesteps = rows
 
     def _checkpoint_for(self, rows: int) -> Path:
@@ -205,11 +210,8 @@ class TaskCollection:
                 obs, done, remaining = next_obs, terminated or truncated, remaining - 1
             episode += 1
 
-    def _load_existing_curve(self) -> None:
+    def _load_existing_curve(self, data: TaskData) -> None:
         """On resume, rebuild the behaviour curve from the data already written."""
-        if not self.writer.rows_written:
-            return
-        data = TaskDatasets(self.config.root, self.family.name).load(self.task_id)
         returns = data.episode_returns()
         ends = np.flatnonzero(np.diff(data.columns[C.EPISODE_ID], append=-1)) + 1
         self.recorder.curve.extend(zip(ends.tolist(), returns.tolist(), strict=True))
