@@ -41,6 +41,48 @@ def rollout(env: gym.Env, policy: Policy, episodes: int, seed: int) -> list[floa
     return returns
 
 
+def with_zero_task_id(obs: torch.Tensor, one_hot: int) -> torch.Tensor:
+    """Append the multi-task baseline's all-zero task id (nothing when `one_hot` is 0)."""
+    return torch.cat([obs, torch.zeros(*obs.shape[:-1], one_hot)], dim=-1) if one_hot else obs
+
+
+def adaptation_batch(
+    root: str, family: str, task_id: int, size: int, seed: int, one_hot: int
+) -> dict[str, torch.Tensor]:
+    """`size` uniform rows of a held-out task's offline data (spec §7.1), as tensors."""
+    data = TaskDatasets(root, family).load(task_id)
+    rows = data.sample_uniform(size, np.random.default_rng(seed))
+    batch = {c: torch.as_tensor(rows[c], dtype=torch.float32) for c in BATCH_COLUMNS}
+    for column in (C.OBS, C.TERMINAL_OBS):
+        batch[column] = with_zero_task_id(batch[column], one_hot)
+    return batch
+
+
+def offline_adapt(
+    model: MACAWModel,
+    batch: Mapping[str, torch.Tensor],
+    inner_config: InnerLoopConfig,
+    options: Mapping[str, Any],
+) -> MACAWModel:
+    """An adapted copy of `model`: the inner step(s) for MACAW and Meta-BC, Adam fine-tuning for
+    the multi-task baseline (`one_hot_tasks` > 0, spec §7.2)."""
+    if int(options.get("one_hot_tasks", 0)):
+        return fine_tune(
+            model,
+            batch,
+            inner_config,
+            options["finetune_steps"],
+            options["finetune_value_lr"],
+            options["finetune_policy_lr"],
+        )
+    adapted = adapt(model, batch, inner_config, steps=options["adaptation_steps"])
+    copy = MACAWModel(model.config)
+    copy.load_state_dict(model.state_dict())
+    copy.policy.load_state_dict(adapted.policy)
+    copy.value.load_state_dict(adapted.value)
+    return copy
+
+
 def evaluate_task(
     model_config: ModelConfig,
     inner_config: InnerLoopConfig,
@@ -51,44 +93,25 @@ def evaluate_task(
     task_id: int,
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Pre- and post-adaptation returns of one held-out task.
-
-    MACAW and Meta-BC adapt with the inner step(s); the multi-task baseline (`one_hot_tasks` > 0)
-    sees an all-zero task id and is fine-tuned with Adam instead (spec §7.2).
-    """
+    """Pre- and post-adaptation returns of one held-out task."""
     model = MACAWModel(model_config)
     model.load_state_dict(weights)
     env = get_task_family(family, seed=family_seed).make_env(task_id)
     seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
-
-    def with_zero_task_id(obs: torch.Tensor) -> torch.Tensor:
-        return torch.cat([obs, torch.zeros(*obs.shape[:-1], one_hot)], dim=-1)
-
     pre = rollout(
-        env, lambda o: model.policy.mean_action(with_zero_task_id(o)), options["episodes"], seed
+        env,
+        lambda o: model.policy.mean_action(with_zero_task_id(o, one_hot)),
+        options["episodes"],
+        seed,
     )
-    data = TaskDatasets(root, family).load(task_id)
-    batch = data.sample_uniform(options["batch_size"], np.random.default_rng(seed))
-    tensors = {c: torch.as_tensor(batch[c], dtype=torch.float32) for c in BATCH_COLUMNS}
-    tensors[C.OBS] = with_zero_task_id(tensors[C.OBS])
-    tensors[C.TERMINAL_OBS] = with_zero_task_id(tensors[C.TERMINAL_OBS])
-    if one_hot:
-        tuned = fine_tune(
-            model,
-            tensors,
-            inner_config,
-            options["finetune_steps"],
-            options["finetune_value_lr"],
-            options["finetune_policy_lr"],
-        )
-        policy: Policy = lambda o: tuned.policy.mean_action(with_zero_task_id(o))  # noqa: E731
-    else:
-        adapted = adapt(model, tensors, inner_config, steps=options["adaptation_steps"])
-
-        def policy(obs: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(model.policy, adapted.policy, (obs,))[0]
-
-    post = rollout(env, policy, options["episodes"], seed)
+    batch = adaptation_batch(root, family, task_id, options["batch_size"], seed, one_hot)
+    adapted = offline_adapt(model, batch, inner_config, options)
+    post = rollout(
+        env,
+        lambda o: adapted.policy.mean_action(with_zero_task_id(o, one_hot)),
+        options["episodes"],
+        seed,
+    )
     return {
         "task_id": task_id,
         "pre_adaptation_return": float(np.mean(pre)),
