@@ -53,6 +53,46 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """`ray-macaw finetune CKPT [--budgets 20000,200000] [...] [--json]` (appendix C.2)."""
+    from ray_macaw.algorithm.finetune import FineTuneConfig, finetune
+    from ray_macaw.algorithm.macaw import MACAW
+
+    try:
+        budgets = tuple(int(b) for b in args.budgets.split(","))
+    except ValueError:
+        from ray_macaw.errors import UnknownNameError
+
+        raise UnknownNameError(
+            f"cannot read budgets '{args.budgets}'", "give step counts like 20000,200000"
+        ) from None
+    config = FineTuneConfig(
+        budgets=budgets,
+        gradient_steps=args.gradient_steps,
+        batch_size=args.batch_size,
+        eval_episodes=args.episodes,
+        num_cpus_per_task=args.num_cpus_per_task,
+    )
+    ensure_ray(args.address)
+    algo: Any = MACAW.from_checkpoint(args.checkpoint)
+    try:
+        summary = finetune(algo, config)
+    finally:
+        algo.stop()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(
+        f"{'extra env steps':>16} {'mean return':>12} {'+- s.e.':>8} {'improvement':>12} "
+        f"{'+- s.e.':>8}"
+    )
+    for row in summary["table"]:
+        print(
+            f"{row['budget']:>16} {row['mean_return']:>12.1f} {row['stderr']:>8.1f} "
+            f"{row['improvement']:>12.1f} {row['improvement_stderr']:>8.1f}"
+        )
+
+
 def add_parsers(sub: Any) -> None:
     """Register `train` and `evaluate` on the top-level subparsers."""
     train = sub.add_parser(
@@ -77,3 +117,18 @@ def add_parsers(sub: Any) -> None:
     evaluate.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    tune = sub.add_parser("finetune", help="online fine-tuning on the held-out tasks (Table 1)")
+    tune.add_argument("checkpoint", help="checkpoint directory (e.g. OUT/latest)")
+    tune.add_argument(
+        "--budgets", default="20000,200000", help="extra env steps at which returns are measured"
+    )
+    tune.add_argument(
+        "--gradient-steps", type=int, default=100, help="Adam updates after each trajectory"
+    )
+    tune.add_argument("--batch-size", type=int, default=256)
+    tune.add_argument("--episodes", type=int, default=3, help="episodes per measurement")
+    tune.add_argument("--num-cpus-per-task", type=float, default=1.0)
+    tune.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
+    tune.add_argument("--json", action="store_true")
+    tune.set_defaults(func=cmd_finetune)

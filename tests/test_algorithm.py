@@ -293,3 +293,44 @@ def test_ml45_preset_is_table_4_meta_world_column() -> None:
     ) == (0.01, 1e-5, 1e-3, (100, 100, 100), 5, 7)
     with pytest.raises(UnknownNameError, match="did you mean 'ml45'"):
         MACAWConfig().preset("ml4")
+
+
+def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
+    data_root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = small_config(data_root).environment(train_tasks=[0, 1, 2], test_tasks=[3, 4])
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path / "ckpt"))
+    finally:
+        algo.stop()
+    argv = [
+        "finetune",
+        str(tmp_path / "ckpt"),
+        "--budgets",
+        "40,80",
+        "--gradient-steps",
+        "3",
+        "--batch-size",
+        "32",
+        "--episodes",
+        "1",
+        "--num-cpus-per-task",
+        "0.5",
+        "--json",
+    ]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [row["budget"] for row in summary["table"]] == [0, 40, 80]
+    tasks = summary["per_task"]
+    assert set(tasks) == {"3", "4"}
+    assert len({task["pid"] for task in tasks.values()}) == 2  # one actor per held-out task
+    for task in tasks.values():
+        for measured in task["budgets"]:  # 20-step point-robot episodes
+            assert measured["online_steps"] == measured["budget"]
+            assert measured["buffer_rows"] == task["initial_rows"] + measured["online_steps"]
+    first = summary["table"][1]
+    assert first["improvement"] == pytest.approx(
+        np.mean([t["budgets"][0]["return"] - t["offline_return"] for t in tasks.values()])
+    )

@@ -239,8 +239,17 @@ class MACAW(Algorithm):
         self, episodes: int | None = None, adaptation_steps: int | None = None
     ) -> dict[str, Any]:
         """Pre- and post-adaptation returns per held-out task (options override the config)."""
+        remote = ev.evaluate_task_remote.options(num_cpus=self.config.eval_num_cpus_per_task)
+        options = self.adaptation_options(episodes, adaptation_steps)
+        futures = [remote.remote(*args) for args in self.held_out_arguments(options)]
+        return ev.summarise(ray.get(futures))
+
+    def adaptation_options(
+        self, episodes: int | None = None, adaptation_steps: int | None = None
+    ) -> dict[str, Any]:
+        """How a held-out task is adapted offline (spec §7.1, §7.2)."""
         cfg = self.config
-        options = {
+        return {
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
             "adaptation_steps": adaptation_steps or cfg.eval_adaptation_steps,
@@ -249,22 +258,26 @@ class MACAW(Algorithm):
             "finetune_value_lr": cfg.eval_finetune_value_lr,
             "finetune_policy_lr": cfg.eval_finetune_policy_lr,
         }
+
+    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Per held-out task: (model config, inner config, weights, root, family, family seed,
+        task id, options with the task's seed), for the Ray tasks and actors that adapt to it.
+        The weights go to the object store once."""
         weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
-        remote = ev.evaluate_task_remote.options(num_cpus=cfg.eval_num_cpus_per_task)
-        futures = [
-            remote.remote(
+        cfg = self.config
+        return [
+            (
                 self.model_config,
                 self.inner_config,
-                weights,  # type: ignore[arg-type]
+                weights,
                 self.data_root,
                 cfg.family,
                 cfg.family_seed,
                 task_id,
-                {**options, "seed": self._evaluation_seed(task_id)},
+                options | {"seed": self._evaluation_seed(task_id)},
             )
             for task_id in self.split.test
         ]
-        return ev.summarise(ray.get(futures))
 
     def _evaluation_seed(self, task_id: int) -> int:
         """Seed of a task's adaptation batch and episodes at this meta-step."""
