@@ -108,7 +108,7 @@ def explore(
         C.OBS: transform(np.asarray(steps["obs"], dtype=np.float32)),
         C.ACTIONS: np.asarray(steps["actions"], dtype=np.float32),
         C.MC_RETURN: ret.mc_return,
-        C.TERMINAL_OBS: transform(np.broadcast_to(ret.terminal_obs, (length, len(obs)))),
+        C.TERMINAL_OBS: transform(np.tile(ret.terminal_obs, (length, 1))),
         C.TERMINAL_DISCOUNT: ret.terminal_discount,
     }
 
@@ -243,18 +243,25 @@ def _stderr(values: np.ndarray) -> float:
 
 
 def finetune(algo: Any, config: FineTuneConfig) -> dict[str, Any]:
-    """Fine-tune every held-out task of a trained `MACAW` in parallel actors; Table 1 summary."""
+    """Fine-tune every held-out task of a trained `MACAW` in parallel actors; Table 1 summary.
+
+    Each finished actor is stopped at once, so its CPUs go to the tasks still waiting.
+    """
     options = algo.adaptation_options(episodes=config.eval_episodes)
     settings = asdict(config)
-    actors, futures = [], []
+    running: dict[Any, Any] = {}
     for args in algo.held_out_arguments(options):
         actor = FineTuneActor.options(  # type: ignore[attr-defined]
             num_cpus=config.num_cpus_per_task
         ).remote()
-        actors.append(actor)
-        futures.append(actor.run.remote(*args, settings))
+        running[actor.run.remote(*args, settings)] = actor
+    results = []
     try:
-        return summarise(ray.get(futures), config)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            results.append(ray.get(done[0]))
+            ray.kill(running.pop(done[0]))
     finally:
-        for actor in actors:
+        for actor in running.values():
             ray.kill(actor)
+    return summarise(sorted(results, key=lambda r: r["task_id"]), config)
