@@ -83,6 +83,19 @@ def offline_adapt(
     return copy
 
 
+def load_task(
+    model_config: ModelConfig,
+    weights: Mapping[str, torch.Tensor],
+    family: str,
+    family_seed: int,
+    task_id: int,
+) -> tuple[MACAWModel, gym.Env]:
+    """The meta-trained model and the held-out task's environment, in a Ray task or actor."""
+    model = MACAWModel(model_config)
+    model.load_state_dict(weights)
+    return model, get_task_family(family, seed=family_seed).make_env(task_id)
+
+
 def evaluate_task(
     model_config: ModelConfig,
     inner_config: InnerLoopConfig,
@@ -94,9 +107,7 @@ def evaluate_task(
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Pre- and post-adaptation returns of one held-out task."""
-    model = MACAWModel(model_config)
-    model.load_state_dict(weights)
-    env = get_task_family(family, seed=family_seed).make_env(task_id)
+    model, env = load_task(model_config, weights, family, family_seed, task_id)
     seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
     pre = rollout(
         env,

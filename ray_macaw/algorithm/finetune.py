@@ -9,7 +9,7 @@ are measured at each budget of extra environment steps. Tasks run in parallel Ra
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,9 +21,8 @@ import torch
 from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.data import columns as C
 from ray_macaw.data.returns import episode_returns
-from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, losses
-from ray_macaw.nn.networks import gaussian_log_prob
-from ray_macaw.tasks import get_task_family
+from ray_macaw.macaw import InnerLoopConfig, ModelConfig
+from ray_macaw.macaw.multitask import value_and_awr_step
 
 
 @dataclass(frozen=True)
@@ -113,38 +112,6 @@ def explore(
     }
 
 
-def update(
-    model: MACAWModel,
-    optimizers: Sequence[torch.optim.Optimizer],
-    batch: Mapping[str, torch.Tensor],
-    inner_config: InnerLoopConfig,
-) -> None:
-    """One Adam value step (MC targets) and one AWR policy step (spec §7.3)."""
-    value_opt, policy_opt = optimizers
-    value_opt.zero_grad()
-    losses.value_loss(model.value(batch[C.OBS]), batch[C.MC_RETURN]).backward()
-    value_opt.step()
-    with torch.no_grad():
-        advantages = losses.advantages(
-            batch[C.MC_RETURN],
-            batch[C.TERMINAL_DISCOUNT],
-            model.value(batch[C.TERMINAL_OBS]),
-            model.value(batch[C.OBS]),
-        )
-    weights = losses.awr_weights(
-        advantages,
-        inner_config.temperature,
-        inner_config.max_weight,
-        inner_config.normalize_advantages,
-    )
-    policy_opt.zero_grad()
-    log_probs = gaussian_log_prob(
-        model.policy.mean_action(batch[C.OBS]), batch[C.ACTIONS], model.config.action_sigma
-    )
-    losses.awr_policy_loss(log_probs, weights).backward()
-    policy_opt.step()
-
-
 @ray.remote
 class FineTuneActor:
     """Fine-tunes one held-out task in its own process."""
@@ -163,9 +130,7 @@ class FineTuneActor:
     ) -> dict[str, Any]:
         """Offline adaptation, then the online rounds; returns per-budget figures."""
         cfg = FineTuneConfig(**settings)
-        model = MACAWModel(model_config)
-        model.load_state_dict(weights)
-        env = get_task_family(family, seed=family_seed).make_env(task_id)
+        model, env = ev.load_task(model_config, weights, family, family_seed, task_id)
         seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
         batch = ev.adaptation_batch(root, family, task_id, options["batch_size"], seed, one_hot)
         adapted = ev.offline_adapt(model, batch, inner_config, options)
@@ -189,7 +154,9 @@ class FineTuneActor:
                 buffer.add(steps)
                 online += len(steps[C.MC_RETURN])
                 for _ in range(cfg.gradient_steps):
-                    update(adapted, optimizers, buffer.sample(cfg.batch_size, rng), inner_config)
+                    value_and_awr_step(
+                        adapted, optimizers, buffer.sample(cfg.batch_size, rng), inner_config
+                    )
             returns = ev.rollout(env, policy, cfg.eval_episodes, seed)
             results.append(
                 {

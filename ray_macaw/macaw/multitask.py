@@ -9,6 +9,7 @@ on the adaptation batch.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -59,6 +60,36 @@ def task_multitask_loss(
     )
 
 
+def value_and_awr_step(
+    model: MACAWModel,
+    optimizers: Sequence[torch.optim.Optimizer],
+    batch: Mapping[str, torch.Tensor],
+    config: InnerLoopConfig,
+) -> None:
+    """One Adam value step on MC targets, then one Adam AWR policy step with advantages from the
+    updated value network (test-time fine-tuning, spec §7.2, §7.3)."""
+    value_opt, policy_opt = optimizers
+    value_opt.zero_grad()
+    losses.value_loss(model.value(batch[OBS]), batch[MC_RETURN]).backward()
+    value_opt.step()
+    with torch.no_grad():
+        advantages = losses.advantages(
+            batch[MC_RETURN],
+            batch[TERMINAL_DISCOUNT],
+            model.value(batch[TERMINAL_OBS]),
+            model.value(batch[OBS]),
+        )
+    weights = losses.awr_weights(
+        advantages, config.temperature, config.max_weight, config.normalize_advantages
+    )
+    policy_opt.zero_grad()
+    log_probs = gaussian_log_prob(
+        model.policy.mean_action(batch[OBS]), batch[ACTIONS], model.config.action_sigma
+    )
+    losses.awr_policy_loss(log_probs, weights).backward()
+    policy_opt.step()
+
+
 def fine_tune(
     model: MACAWModel,
     batch: Batch,
@@ -67,28 +98,12 @@ def fine_tune(
     value_lr: float,
     policy_lr: float,
 ) -> MACAWModel:
-    """A copy of `model` after `steps` iterations of one Adam value step (MC targets) and one
-    Adam AWR policy step on the fixed `batch` (spec §7.2)."""
+    """A copy of `model` after `steps` value + AWR Adam steps on the fixed `batch` (spec §7.2)."""
     tuned = copy.deepcopy(model)
-    value_opt = torch.optim.Adam(tuned.value.parameters(), lr=value_lr)
-    policy_opt = torch.optim.Adam(tuned.policy.parameters(), lr=policy_lr)
+    optimizers = (
+        torch.optim.Adam(tuned.value.parameters(), lr=value_lr),
+        torch.optim.Adam(tuned.policy.parameters(), lr=policy_lr),
+    )
     for _ in range(steps):
-        value_opt.zero_grad()
-        losses.value_loss(tuned.value(batch[OBS]), batch[MC_RETURN]).backward()
-        value_opt.step()
-        with torch.no_grad():
-            advantages = losses.advantages(
-                batch[MC_RETURN],
-                batch[TERMINAL_DISCOUNT],
-                tuned.value(batch[TERMINAL_OBS]),
-                tuned.value(batch[OBS]),
-            )
-        weights = losses.awr_weights(
-            advantages, config.temperature, config.max_weight, config.normalize_advantages
-        )
-        policy_opt.zero_grad()
-        mean = tuned.policy.mean_action(batch[OBS])
-        log_probs = gaussian_log_prob(mean, batch[ACTIONS], model.config.action_sigma)
-        losses.awr_policy_loss(log_probs, weights).backward()
-        policy_opt.step()
+        value_and_awr_step(tuned, optimizers, batch, config)
     return tuned
