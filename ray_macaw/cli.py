@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ray_macaw import cli_train
+from ray_macaw import cli_train, cli_tune
+from ray_macaw.cli_common import parse_overrides
 from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
@@ -171,20 +172,6 @@ def _add_interchange_parsers(dataset_sub: Any) -> None:
     exp.set_defaults(func=cmd_dataset_export)
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers, lists), else a string."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UnknownNameError(f"cannot read setting '{pair}'", "write it as KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def cmd_collect(args: argparse.Namespace) -> None:
     """`ray-macaw collect --family F --out ROOT [...]`."""
     from ray_macaw.data.collect import collect
@@ -197,7 +184,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         split=args.split,
         steps=args.steps,
         algo=args.algo,
-        hyperparameters=_parse_overrides(args.set),
+        hyperparameters=parse_overrides(args.set),
         seed=args.seed,
         family_seed=args.family_seed,
         rows_per_part=args.rows_per_part,
@@ -311,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_collect_parser(sub)
     cli_train.add_parsers(sub)
+    cli_tune.add_parsers(sub)
 
     dataset = sub.add_parser("dataset", help="work with offline data roots")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ray_macaw.data import columns as C
-from ray_macaw.data.samplers import (
-    MiddleCentre,
-    Position,
-    contiguous_batch,
-    select_rows,
-    uniform_batch,
-)
+from ray_macaw.data.samplers import contiguous_batch, select_rows, uniform_batch
 from ray_macaw.data.task_data import TaskData
 
 BATCH_COLUMNS = (C.OBS, C.ACTIONS, C.MC_RETURN, C.TERMINAL_OBS, C.TERMINAL_DISCOUNT)
@@ -46,28 +41,15 @@ class BufferLayout:
     def build(
         cls,
         rows_per_task: Mapping[int, int],
-        *,
-        stride: int,
-        inner_size: int,
-        inner_position: Position,
-        middle_centre: MiddleCentre,
-        outer_size: int,
+        inner: Mapping[str, Any],
+        outer: Mapping[str, Any],
     ) -> BufferLayout:
-        """Inner: `inner_size` rows at `inner_position`; outer: the last `outer_size` rows."""
-        inner = {
-            k: select_rows(
-                n,
-                size=inner_size,
-                stride=stride,
-                position=inner_position,
-                middle_centre=middle_centre,
-            )
-            for k, n in rows_per_task.items()
-        }
-        outer = {
-            k: select_rows(n, size=outer_size, stride=stride) for k, n in rows_per_task.items()
-        }
-        return cls(inner, outer)
+        """Each task's buffers from `select_rows` settings (`MACAWConfig.inner_buffer()` and
+        `.outer_buffer()`)."""
+        return cls(
+            {k: select_rows(n, **inner) for k, n in rows_per_task.items()},
+            {k: select_rows(n, **outer) for k, n in rows_per_task.items()},
+        )
 
 
 def sample_requests(

@@ -23,6 +23,7 @@ ENVIRONMENT = {
 DATA = {
     "data_root": None,  # root written by `ray-macaw collect` (ROOT/<family>/manifest.json)
     "buffer_stride": 7,  # keep every 7th transition of each task's buffer (spec §6.2)
+    "inner_buffer_stride": None,  # stride of the inner and test buffers; None: buffer_stride
     "inner_buffer_size": -1,  # transitions of the inner (adaptation) buffer; -1: all
     "inner_buffer_position": "end",  # start / middle / end: where that buffer lies (§6.2)
     "middle_centre": "half",  # 'half' (true middle) or 'quarter' (the authors' N/4 quirk)
@@ -106,6 +107,7 @@ class MACAWConfig(AlgorithmConfig):
     test_tasks: list[int] | None
     data_root: str | None
     buffer_stride: int
+    inner_buffer_stride: int | None
     inner_buffer_size: int
     inner_buffer_position: Position
     middle_centre: MiddleCentre
@@ -254,12 +256,30 @@ class MACAWConfig(AlgorithmConfig):
         )
 
     @override(AlgorithmConfig)
-    def validate(self) -> None:
-        """RLlib's checks, then MACAW's, each with the fix (see `validation.py`)."""
+    def validate(self, check_data: bool = True) -> None:
+        """RLlib's checks, then MACAW's, each with the fix (see `validation.py`); with
+        `check_data=False`, the settings alone (the data need not exist yet)."""
         super().validate()
         from ray_macaw.algorithm.validation import validate_macaw_config
 
-        validate_macaw_config(self)
+        validate_macaw_config(self, check_data)
+
+    def inner_buffer(self) -> dict[str, Any]:
+        """`select_rows` settings of the inner (adaptation) buffers and of the held-out tasks'
+        test buffers, which the authors cut the same way (spec §6.2)."""
+        stride = (
+            self.buffer_stride if self.inner_buffer_stride is None else self.inner_buffer_stride
+        )
+        return {
+            "size": self.inner_buffer_size,
+            "stride": stride,
+            "position": self.inner_buffer_position,
+            "middle_centre": self.middle_centre,
+        }
+
+    def outer_buffer(self) -> dict[str, Any]:
+        """`select_rows` settings of the outer buffers: always their last rows (spec §6.2)."""
+        return {"size": self.outer_buffer_size, "stride": self.buffer_stride}
 
     def model_config(self, obs_dim: int, act_dim: int) -> ModelConfig:
         """The networks and learned inner-loop hyperparameters."""

@@ -47,14 +47,18 @@ def with_zero_task_id(obs: torch.Tensor, one_hot: int) -> torch.Tensor:
 
 
 def adaptation_batch(
-    root: str, family: str, task_id: int, size: int, seed: int, one_hot: int
+    root: str, family: str, task_id: int, options: Mapping[str, Any]
 ) -> dict[str, torch.Tensor]:
-    """`size` uniform rows of a held-out task's offline data (spec §7.1), as tensors."""
+    """`options["batch_size"]` uniform rows of a held-out task's test buffer (cut like the inner
+    buffers, `options["test_buffer"]`; spec §6.2, §7.1), as tensors."""
     data = TaskDatasets(root, family).load(task_id)
-    rows = data.sample_uniform(size, np.random.default_rng(seed))
+    buffer = data.buffer(**options.get("test_buffer", {}))
+    rows = data.sample_uniform(
+        options["batch_size"], np.random.default_rng(options["seed"]), buffer
+    )
     batch = {c: torch.as_tensor(rows[c], dtype=torch.float32) for c in BATCH_COLUMNS}
     for column in (C.OBS, C.TERMINAL_OBS):
-        batch[column] = with_zero_task_id(batch[column], one_hot)
+        batch[column] = with_zero_task_id(batch[column], int(options.get("one_hot_tasks", 0)))
     return batch
 
 
@@ -115,7 +119,7 @@ def evaluate_task(
         options["episodes"],
         seed,
     )
-    batch = adaptation_batch(root, family, task_id, options["batch_size"], seed, one_hot)
+    batch = adaptation_batch(root, family, task_id, options)
     adapted = offline_adapt(model, batch, inner_config, options)
     post = rollout(
         env,

@@ -132,7 +132,7 @@ class FineTuneActor:
         cfg = FineTuneConfig(**settings)
         model, env = ev.load_task(model_config, weights, family, family_seed, task_id)
         seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
-        batch = ev.adaptation_batch(root, family, task_id, options["batch_size"], seed, one_hot)
+        batch = ev.adaptation_batch(root, family, task_id, options)
         adapted = ev.offline_adapt(model, batch, inner_config, options)
 
         def policy(obs: torch.Tensor) -> torch.Tensor:

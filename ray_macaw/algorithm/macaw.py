@@ -114,14 +114,7 @@ class MACAW(Algorithm):
         data = TaskDatasets(self.data_root, cfg.family)
         manifest = data.manifest
         rows = {t: data.task_record(t).rows for t in self.split.train}
-        self.layout = BufferLayout.build(
-            rows,
-            stride=cfg.buffer_stride,
-            inner_size=cfg.inner_buffer_size,
-            inner_position=cfg.inner_buffer_position,
-            middle_centre=cfg.middle_centre,
-            outer_size=cfg.outer_buffer_size,
-        )
+        self.layout = BufferLayout.build(rows, cfg.inner_buffer(), cfg.outer_buffer())
         seed = cfg.seed or 0
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -135,6 +128,7 @@ class MACAW(Algorithm):
         self.model = MACAWModel(self.model_config)
         self.optimizers = self._build_optimizers(cfg)
         self.num_meta_steps = 0
+        self.held_out = M.no_held_out_yet()
         self.inner_workers, self.owner = self._start_workers(cfg)
         self.local = None
         if not self.inner_workers:
@@ -176,6 +170,17 @@ class MACAW(Algorithm):
         ]
         owner = {task: i for i, tasks in enumerate(groups) for task in tasks}
         return workers, owner
+
+    @override(Algorithm)
+    def step(self) -> dict[str, Any]:
+        """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT)."""
+        results = super().step()
+        evaluation = results.get("evaluation") or {}
+        if M.HELD_OUT_KEYS[1] in evaluation:
+            self.held_out = {k: evaluation[k] for k in M.HELD_OUT_KEYS}
+            self.held_out["meta_step"] = self.num_meta_steps
+        results[M.HELD_OUT] = dict(self.held_out)
+        return results
 
     @override(Algorithm)
     def training_step(self) -> None:
@@ -252,6 +257,7 @@ class MACAW(Algorithm):
         return {
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
+            "test_buffer": cfg.inner_buffer(),
             "adaptation_steps": adaptation_steps or cfg.eval_adaptation_steps,
             "one_hot_tasks": self.one_hot_tasks,
             "finetune_steps": cfg.eval_finetune_steps,
@@ -299,6 +305,7 @@ class MACAW(Algorithm):
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "num_meta_steps": self.num_meta_steps,
+            "held_out": dict(self.held_out),
             "metrics_logger": self.metrics.get_state(),
             "training_iteration": self.training_iteration,
         }
@@ -312,6 +319,7 @@ class MACAW(Algorithm):
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         self.num_meta_steps = state["num_meta_steps"]
+        self.held_out = state.get("held_out", M.no_held_out_yet())
         self.metrics.set_state(state["metrics_logger"])
         self._iteration = state["training_iteration"]
 

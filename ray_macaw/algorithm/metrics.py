@@ -15,6 +15,15 @@ GRAD_NORMS = "grad_norm"
 INNER_LRS = "inner_lr"
 ADV_COEF = "adv_coef"
 TIMINGS = "timing"
+# The latest held-out evaluation, repeated in every result so that Tune schedulers and reports
+# always find it (NaN before the first evaluation); "meta_step" says when it was measured.
+HELD_OUT = "held_out"
+HELD_OUT_KEYS = ("pre_adaptation_return_mean", "post_adaptation_return_mean")
+
+
+def no_held_out_yet() -> dict[str, float]:
+    """The `held_out` entry before any evaluation."""
+    return {**dict.fromkeys(HELD_OUT_KEYS, float("nan")), "meta_step": 0}
 
 
 def log_step(

@@ -56,6 +56,12 @@ def _check_numbers(config: MACAWConfig) -> None:
                 f"{name} must be positive, got {getattr(config, name)}",
                 f"set a positive {name} in .training() / .evaluation()",
             )
+    stride = config.inner_buffer_stride
+    if stride is not None and not (isinstance(stride, int) and stride > 0):
+        raise MACAWConfigError(
+            f"inner_buffer_stride must be a positive integer or None, got {stride!r}",
+            "leave it unset to use buffer_stride, or give e.g. 1 (the quality ablation)",
+        )
     if config.lrlr < 0:
         raise MACAWConfigError("lrlr cannot be negative", "use 0 to freeze the learned lrs")
     if config.inner_batch_size % config.inner_steps:
@@ -76,19 +82,22 @@ def _check_numbers(config: MACAWConfig) -> None:
         )
 
 
-def validate_macaw_config(config: MACAWConfig) -> None:
-    """Raise `MACAWConfigError` for settings or data that cannot work."""
+def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
+    """Raise `MACAWConfigError` for settings or data that cannot work; `check_data=False` checks
+    the settings alone (a config written before its data exists)."""
     _check_numbers(config)
     try:
         config.model_config(obs_dim=1, act_dim=1)
         config.inner_loop_config()
     except ValueError as e:
         raise MACAWConfigError(str(e), "fix the setting named above") from e
+    split = resolve_split(config)
+    if not check_data:
+        return
     if config.data_root is None:
         raise MACAWConfigError(
             "no data root", "set .offline_data(root=...) to a root written by `ray-macaw collect`"
         )
-    split = resolve_split(config)
     data = TaskDatasets(config.data_root, config.family)
     if data.manifest.family_seed != config.family_seed:
         raise MACAWConfigError(
@@ -107,32 +116,29 @@ def validate_macaw_config(config: MACAWConfig) -> None:
 
 
 def _check_buffer_sizes(config: MACAWConfig, data: TaskDatasets, split: Split) -> None:
-    for task_id in split.train:
-        rows = data.task_record(task_id).rows
-        inner = len(
-            select_rows(
-                rows,
-                size=config.inner_buffer_size,
-                stride=config.buffer_stride,
-                position=config.inner_buffer_position,
-                middle_centre=config.middle_centre,
-            )
-        )
-        outer = len(select_rows(rows, size=config.outer_buffer_size, stride=config.buffer_stride))
-        for what, have, want in (
+    inner, outer = config.inner_buffer(), config.outer_buffer()
+    checks = [
+        (task_id, what, settings, batch)
+        for task_id in split.train
+        for what, settings, batch in (
             ("inner", inner, config.inner_batch_size),
             ("outer", outer, config.outer_batch_size),
-        ):
-            if have < want:
-                raise MACAWConfigError(
-                    f"task {task_id}'s {what} buffer has {have} rows (stride "
-                    f"{config.buffer_stride}), fewer than the {what} batch of {want}",
-                    f"use a smaller {what}_batch_size or buffer_stride, or collect more data",
-                )
-    for task_id in split.test:
-        if data.task_record(task_id).rows < config.eval_adaptation_batch_size:
+        )
+    ]
+    checks += [(t, "test", inner, config.eval_adaptation_batch_size) for t in split.test]
+    for task_id, what, settings, batch in checks:
+        rows = data.task_record(task_id).rows
+        try:
+            have = len(select_rows(rows, **settings))
+        except ValueError as e:
             raise MACAWConfigError(
-                f"held-out task {task_id} has fewer rows than the adaptation batch of "
-                f"{config.eval_adaptation_batch_size}",
-                "lower eval_adaptation_batch_size in .evaluation() or collect more data",
+                f"task {task_id}'s {what} buffer cannot be cut from its {rows} rows ({e})",
+                "change the inner_buffer_* / outer_buffer_* settings or collect more data",
+            ) from None
+        if have < batch:
+            setting = "eval_adaptation" if what == "test" else what
+            raise MACAWConfigError(
+                f"task {task_id}'s {what} buffer has {have} rows (of {rows}, stride "
+                f"{settings['stride']}), fewer than the {what} batch of {batch}",
+                f"use a smaller {setting}_batch_size or buffer stride, or collect more data",
             )

@@ -1,0 +1,81 @@
+"""`ray-macaw tune` and `ray-macaw report`: Ray Tune experiments and their tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ray_macaw.cli_common import parse_overrides
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    """`ray-macaw tune FILE [--set KEY=VALUE] [--name N] [--storage-path P] [--resume]`."""
+    from ray_macaw.ray_setup import ensure_ray
+    from ray_macaw.tune.run import run_tune
+    from ray_macaw.tune.spec import load_tune_spec, storage_location
+
+    spec = load_tune_spec(args.file, parse_overrides(args.set))
+    if args.name:
+        spec = replace(spec, name=args.name)
+    if args.storage_path:
+        spec = replace(spec, storage_path=storage_location(args.storage_path))
+    spec.validate()  # fix-it errors before starting Ray
+    ensure_ray(args.address)
+    summary = run_tune(spec, resume=args.resume)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"report: ray-macaw report {summary['experiment']}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """`ray-macaw report RUN_DIR [--out DIR] [--json]`."""
+    from ray_macaw.report.runs import load_runs
+    from ray_macaw.report.summary import format_table, plot_curves, summary_rows
+
+    runs = load_runs(args.run_dir)
+    rows = summary_rows(runs)
+    out = Path(args.out or args.run_dir)
+    png = plot_curves(runs, out / "learning_curves.png", title=Path(args.run_dir).name)
+    (out / "report.json").write_text(json.dumps(rows, indent=2, default=str))
+    if args.json:
+        print(json.dumps({"rows": rows, "plot": str(png)}, indent=2, default=str))
+        return
+    print(format_table(rows))
+    print(f"\nlearning curves: {png}\ntable as JSON: {out / 'report.json'}")
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `tune` and `report` on the top-level subparsers."""
+    tune = sub.add_parser(
+        "tune",
+        help="run a Ray Tune experiment from tune_configs/",
+        description="Run every trial of an experiment file; --resume continues an interrupted one.",
+    )
+    tune.add_argument("file", help="experiment YAML (see tune_configs/)")
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a shared setting, e.g. --set data_root=/shared/data (repeatable)",
+    )
+    tune.add_argument("--name", default=None, help="experiment name (default: the file's)")
+    tune.add_argument(
+        "--storage-path", default=None, help="where results go (local path or s3://, gs://)"
+    )
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
+    tune.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
+    tune.add_argument("--json", action="store_true", help="print a summary of the trials as JSON")
+    tune.set_defaults(func=cmd_tune)
+
+    report = sub.add_parser(
+        "report", help="table and learning curves of a Tune experiment or a train run"
+    )
+    report.add_argument("run_dir", help="<storage_path>/<name> of a tune run, or a train --out")
+    report.add_argument("--out", default=None, help="where to write the PNG (default: RUN_DIR)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)

@@ -1,0 +1,124 @@
+"""Read finished or running experiments: a Ray Tune experiment directory or one `train` run.
+
+Each trial becomes a `Run`: its variant label, seed, held-out evaluation curve and, when the
+experiment fine-tuned, its fine-tuning summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ray_macaw.algorithm.train import METRICS_FILE
+from ray_macaw.errors import DataError, MissingDataError
+from ray_macaw.tune.run import FINETUNE_FILE, SPEC_FILE
+
+PRE, POST = "pre_adaptation_return_mean", "post_adaptation_return_mean"
+SKIPPED = {"seed"}  # never part of a variant label: runs that differ only here are replicates
+
+
+@dataclass
+class Run:
+    """One trial (or one `ray-macaw train` run)."""
+
+    name: str
+    label: str
+    seed: int
+    steps: list[int] = field(default_factory=list)  # meta-steps of the held-out evaluations
+    pre: list[float] = field(default_factory=list)  # mean held-out return before adaptation
+    post: list[float] = field(default_factory=list)  # ... and after
+    finetune: dict[str, Any] | None = None
+    error: bool = False
+
+    @property
+    def evaluated(self) -> bool:
+        return bool(self.steps)
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """Every run under `path`: a Tune experiment directory or a `train` output directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MissingDataError(
+            "no such run directory", "give the directory ray-macaw tune / train printed", path
+        )
+    if (path / METRICS_FILE).exists():
+        return [_train_run(path)]
+    trials = sorted(p for p in path.iterdir() if (p / "params.json").exists())
+    if not trials:
+        raise DataError(
+            "neither a Tune experiment (trial directories with params.json) nor a train run "
+            f"({METRICS_FILE})",
+            "give <storage_path>/<name> of `ray-macaw tune` or the --out of `ray-macaw train`",
+            path,
+        )
+    params = {t: json.loads((t / "params.json").read_text()) for t in trials}
+    varied = _varied_keys(path, list(params.values()))
+    runs = []
+    for trial in trials:
+        label = ", ".join(_label_part(k, params[trial].get(k)) for k in varied) or path.name
+        run = Run(trial.name, label, int(params[trial].get("seed") or 0))
+        for result in _json_lines(trial / "result.json"):
+            _add_point(run, result.get("evaluation"), result.get("training_iteration"))
+        run.error = (trial / "error.txt").exists()
+        if (trial / FINETUNE_FILE).exists():
+            run.finetune = json.loads((trial / FINETUNE_FILE).read_text())
+        runs.append(run)
+    return runs
+
+
+def _train_run(path: Path) -> Run:
+    run = Run(path.name, path.name, 0)
+    for row in _json_lines(path / METRICS_FILE):
+        _add_point(run, row, row.get("meta_step"))
+    return run
+
+
+def _add_point(run: Run, figures: dict[str, Any] | None, step: Any) -> None:
+    if not figures or POST not in figures or step is None:
+        return
+    run.steps.append(int(step))
+    run.pre.append(float(figures[PRE]))
+    run.post.append(float(figures[POST]))
+
+
+def _varied_keys(path: Path, params: list[dict[str, Any]]) -> list[str]:
+    """The settings that tell variants apart: from the saved experiment file when there is one
+    (variant name, then searched settings), else every setting that differs between trials."""
+    spec_file = path / SPEC_FILE
+    if spec_file.exists():
+        spec = yaml.safe_load(spec_file.read_text())
+        keys = (["variant"] if spec.get("variants") else []) + list(spec.get("search") or {})
+        return [k for k in keys if k not in SKIPPED]
+    keys = sorted({k for p in params for k in p})
+    return [
+        k
+        for k in keys
+        if k not in SKIPPED and len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1
+    ]
+
+
+def _label_part(key: str, value: Any) -> str:
+    if key == "variant":
+        return str(value)
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{key}={value:.3g}"
+    return f"{key}={value}"
+
+
+def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a JSON-lines file; a torn last line (a run killed mid-write) is skipped."""
+    if not path.exists():
+        return
+    with open(path) as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

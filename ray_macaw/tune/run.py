@@ -1,0 +1,179 @@
+"""Run a `TuneSpec` with Ray Tune: trials are `MACAW` Algorithms; resume; optional fine-tuning.
+
+Every trial's config is validated before Tune starts, so a typo or missing data fails at once with
+the fix rather than as N errored trials.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from ray_macaw.algorithm.macaw import MACAW
+from ray_macaw.algorithm.run_config import RunConfigError
+from ray_macaw.tune.spec import TuneSpec
+
+SPEC_FILE = "ray_macaw_tune.yaml"  # the spec, saved in the experiment directory for reports
+FINETUNE_FILE = "finetune.json"  # per trial: online fine-tuning summary (spec.finetune)
+
+
+class VariantValue:
+    """A setting that depends on the trial's variant (a picklable `tune.sample_from` function)."""
+
+    def __init__(self, variants: dict[str, dict[str, Any]], key: str, default: Any) -> None:
+        self.variants, self.key, self.default = variants, key, default
+
+    def __call__(self, spec: Any) -> Any:
+        return self.variants[spec.config["variant"]].get(self.key, self.default)
+
+
+def _domain(value: Any) -> Any:
+    """A YAML search entry as a Tune search-space object."""
+    if isinstance(value, list):
+        return tune.grid_search(value)
+    ((kind, args),) = value.items()
+    if kind == "grid_search":
+        return tune.grid_search(list(args))
+    if kind == "choice":
+        return tune.choice(list(args))
+    return getattr(tune, kind)(*args)
+
+
+def param_space(spec: TuneSpec) -> dict[str, Any]:
+    """The MACAWConfig dict with Tune search-space objects for what varies across trials."""
+    space = spec.base_config().to_dict()
+    space["seed"] = tune.grid_search(list(spec.seeds))
+    if spec.variants:
+        space["variant"] = tune.grid_search(list(spec.variants))
+        for key in {k for v in spec.variants.values() for k in v}:
+            space[key] = tune.sample_from(VariantValue(spec.variants, key, space.get(key)))
+    for key, value in spec.search.items():
+        space[key] = _domain(value)
+    return space
+
+
+def scheduler(spec: TuneSpec) -> TrialScheduler:
+    """FIFO, or ASHA on the held-out return with meta-steps as time."""
+    s = spec.scheduler
+    if s.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=s.metric,
+        mode=s.mode,
+        max_t=s.max_t or spec.stop_meta_steps,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+    )
+
+
+def trial_name(trial: Any) -> str:
+    """`<variant>_seed<k>_<trial id>`: readable names for Tune's table and trial directories."""
+    config = trial.config
+    return f"{config.get('variant') or 'macaw'}_seed{config.get('seed')}_{trial.trial_id}"
+
+
+def experiment_path(spec: TuneSpec) -> str:
+    """Where Tune writes this experiment: `<storage_path>/<name>`."""
+    return f"{spec.storage_path.rstrip('/')}/{spec.name}"
+
+
+def build_tuner(spec: TuneSpec) -> tune.Tuner:
+    """A fresh Tuner for the spec."""
+    checkpoints = tune.CheckpointConfig(
+        checkpoint_frequency=spec.checkpoint_every,
+        checkpoint_at_end=True,
+        num_to_keep=spec.keep_checkpoints,
+    )
+    return tune.Tuner(
+        MACAW,
+        param_space=param_space(spec),
+        tune_config=tune.TuneConfig(
+            num_samples=spec.num_samples,
+            scheduler=scheduler(spec),
+            max_concurrent_trials=spec.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=spec.storage_path,
+            stop={"training_iteration": spec.stop_meta_steps},
+            checkpoint_config=checkpoints,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+def run_tune(spec: TuneSpec, *, resume: bool = False, log: Any = print) -> dict[str, Any]:
+    """Validate, run (or resume) the experiment, fine-tune if asked; returns a summary."""
+    spec.validate()
+    path = experiment_path(spec)
+    exists = tune.Tuner.can_restore(path)
+    if exists and not resume:
+        raise RunConfigError(
+            f"experiment '{spec.name}' already exists at {path}",
+            "pass --resume to continue it, or give it another name (--name)",
+        )
+    if exists:
+        log(f"resuming {path}")
+        tuner = tune.Tuner.restore(
+            path, trainable=MACAW, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = build_tuner(spec)
+        _save_spec(spec, path)
+    results = tuner.fit()
+    trials = []
+    for result in results:
+        trials.append(
+            {
+                "trial_dir": str(result.path),
+                "error": None if result.error is None else str(result.error),
+                "meta_steps": (result.metrics or {}).get("training_iteration"),
+                "held_out": (result.metrics or {}).get("held_out"),
+                "checkpoint": None if result.checkpoint is None else result.checkpoint.path,
+            }
+        )
+        if spec.finetune is not None and result.checkpoint is not None:
+            trials[-1]["finetune"] = _finetune_trial(spec, result, log)
+    errors = sum(t["error"] is not None for t in trials)
+    log(f"{len(trials)} trials, {errors} errored; results in {path}")
+    return {"experiment": path, "trials": trials}
+
+
+def _save_spec(spec: TuneSpec, path: str) -> None:
+    if "://" in path:  # remote storage: Tune writes there; reports need the spec file locally
+        return
+    Path(path).mkdir(parents=True, exist_ok=True)
+    (Path(path) / SPEC_FILE).write_text(spec.to_yaml())
+
+
+def _finetune_trial(spec: TuneSpec, result: Any, log: Any) -> dict[str, Any]:
+    """Online fine-tuning from a finished trial's last checkpoint; kept in the trial directory
+    (local or remote storage) so a resumed experiment does not repeat it."""
+    from pyarrow import fs as pafs
+
+    from ray_macaw.algorithm.finetune import finetune
+
+    assert spec.finetune is not None
+    target = f"{result.path}/{FINETUNE_FILE}"
+    storage = result.filesystem
+    if storage.get_file_info(target).type != pafs.FileType.NotFound:
+        with storage.open_input_stream(target) as stream:
+            return json.loads(stream.read())
+    log(f"fine-tuning {Path(result.path).name}")
+    with result.checkpoint.as_directory() as checkpoint:
+        algo: Any = MACAW.from_checkpoint(checkpoint)
+        try:
+            summary = finetune(algo, spec.finetune)
+        finally:
+            algo.stop()
+    with storage.open_output_stream(target) as stream:
+        stream.write(json.dumps(summary, indent=2).encode())
+    return summary

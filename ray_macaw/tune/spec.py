@@ -1,0 +1,304 @@
+"""Experiment files for `ray-macaw tune` (`tune_configs/*.yaml`): what varies across trials.
+
+    name: cheetah-vel-weight-transform      # experiment directory under storage_path
+    config:                                 # settings every trial shares (as in a train run file)
+      family: cheetah-vel
+      data_root: ${RAY_MACAW_DATA}          # environment variables are expanded
+    variants:                               # named groups of settings; each trial runs one
+      wt: {}
+      no_wt: {policy_layer: bias_transform, value_layer: bias_transform}
+    search:                                 # a list is a grid; or a sampler (see SAMPLERS)
+      outer_policy_lr: {loguniform: [1.0e-5, 1.0e-3]}
+    seeds: [0, 1, 2]
+    stop_meta_steps: 20000
+    checkpoint_every: 1000
+    scheduler: {type: asha, grace_period: 2000}   # optional; FIFO otherwise
+    finetune: {budgets: [20000, 200000]}          # optional: online fine-tuning after training
+
+Unknown keys are refused with a did-you-mean at every level.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ray_macaw.algorithm.config import ALL_SETTINGS, MACAWConfig
+from ray_macaw.algorithm.finetune import FineTuneConfig
+from ray_macaw.algorithm.run_config import RunConfigError, config_from_dict
+from ray_macaw.errors import DataError, RayMacawError, did_you_mean
+
+DEFAULT_METRIC = "held_out/post_adaptation_return_mean"  # see algorithm/metrics.py HELD_OUT
+SAMPLERS = ("grid_search", "choice", "uniform", "loguniform", "quniform", "randint")
+# Settings a trial may vary: MACAW's own plus the seed and the evaluation cadence.
+VARIABLE = set(ALL_SETTINGS) | {"seed", "evaluation_interval"}
+SCHEDULERS = ("fifo", "asha")
+TOP_KEYS = (
+    "name",
+    "description",
+    "config",
+    "variants",
+    "search",
+    "seeds",
+    "num_samples",
+    "stop_meta_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "scheduler",
+    "max_failures",
+    "max_concurrent_trials",
+    "storage_path",
+    "finetune",
+)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Trial scheduler: FIFO, or ASHA (early stopping of poor trials) for searches."""
+
+    type: str = "fifo"
+    metric: str = DEFAULT_METRIC
+    mode: str = "max"
+    grace_period: int = 1000  # meta-steps before a trial can be stopped
+    reduction_factor: int = 3
+    max_t: int | None = None  # the run's stop_meta_steps when None
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A parsed experiment file; `trial_settings()` lists what each trial would run."""
+
+    name: str
+    config: dict[str, Any]
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    num_samples: int = 1
+    stop_meta_steps: int = 1000
+    checkpoint_every: int = 250
+    keep_checkpoints: int | None = 2
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    max_failures: int = 2
+    max_concurrent_trials: int | None = None
+    storage_path: str = "runs/tune"
+    finetune: FineTuneConfig | None = None
+    description: str = ""
+
+    def base_config(self) -> MACAWConfig:
+        """The shared settings as a MACAWConfig (preset first, then the explicit settings)."""
+        config, _ = config_from_dict(self.config)
+        return config
+
+    def trial_settings(self) -> list[dict[str, Any]]:
+        """Flat settings of every grid point (variants x seeds x grid values); a sampled
+        setting takes one representative value (its low end). Used to validate before running."""
+        axes: list[list[dict[str, Any]]] = [
+            [{"variant": name, **overrides} for name, overrides in self.variants.items()] or [{}],
+            [{"seed": seed} for seed in self.seeds],
+        ]
+        for key, value in self.search.items():
+            axes.append([{key: v} for v in representative_values(value)])
+        return [
+            {**self.config, **{k: v for part in combo for k, v in part.items()}}
+            for combo in itertools.product(*axes)
+        ]
+
+    def validate(self, check_data: bool = True) -> None:
+        """Build and validate every trial's config (with its data when `check_data`)."""
+        intervals = set()
+        for settings in self.trial_settings():
+            label = settings.pop("variant", None)
+            try:
+                config, _ = config_from_dict(settings)
+                config.validate(check_data=check_data)
+            except RayMacawError as e:
+                where = f"variant '{label}', " if label else ""
+                raise RunConfigError(
+                    f"trial ({where}seed {settings.get('seed')}): {e.problem}", e.fix, e.path
+                ) from e
+            intervals.add(config.evaluation_interval)
+        if self.scheduler.type == "asha" and self.scheduler.grace_period < max(intervals):
+            raise RunConfigError(
+                f"ASHA's grace_period {self.scheduler.grace_period} is shorter than the "
+                f"evaluation_interval {max(intervals)}: trials would be cut before their first "
+                "held-out evaluation",
+                "raise scheduler.grace_period or lower evaluation_interval",
+            )
+
+    def to_yaml(self) -> str:
+        """The spec as YAML (saved beside the experiment for `ray-macaw report`)."""
+        doc = asdict(self)
+        if self.finetune is not None:
+            doc["finetune"]["budgets"] = list(self.finetune.budgets)
+        doc["seeds"] = list(self.seeds)
+        return yaml.safe_dump(doc, sort_keys=False)
+
+
+def representative_values(value: Any) -> list[Any]:
+    """A grid's values, or one value of a sampler (its first argument: a choice or the low end)."""
+    if isinstance(value, list):
+        return value
+    ((kind, args),) = value.items()
+    return list(args) if kind == "grid_search" else [args[0]]
+
+
+def load_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneSpec:
+    """Read and check an experiment file; `overrides` replace shared `config` settings."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise DataError(
+            "experiment file not found", "check the path (see tune_configs/)", path
+        ) from e
+    except yaml.YAMLError as e:
+        raise RunConfigError(
+            f"experiment file is not valid YAML ({e})", "fix the syntax", path
+        ) from e
+    if not isinstance(doc, dict) or "config" not in doc:
+        raise RunConfigError(
+            "an experiment file is a mapping with at least a 'config' section",
+            "see tune_configs/smoke/grid.yaml for the layout",
+            path,
+        )
+    return spec_from_dict(doc, path, overrides or {})
+
+
+def spec_from_dict(doc: dict[str, Any], path: Path, overrides: dict[str, Any]) -> TuneSpec:
+    """Check every section of an experiment file and build its `TuneSpec`."""
+    _refuse_unknown(doc, TOP_KEYS, "experiment key", path)
+    config = _expand({**(doc["config"] or {}), **overrides})
+    config_from_dict(config, path)  # unknown or malformed shared settings fail here
+    variants = doc.get("variants") or {}
+    for name, settings in variants.items():
+        _refuse_unknown(settings or {}, VARIABLE, f"setting of variant '{name}'", path)
+        variants[name] = settings or {}
+    search = doc.get("search") or {}
+    _refuse_unknown(search, VARIABLE, "search setting", path)
+    for key, value in search.items():
+        _check_sampler(key, value, path)
+    clash = set(search) & {k for v in variants.values() for k in v}
+    if clash:
+        raise RunConfigError(
+            f"{sorted(clash)} are set by both 'variants' and 'search'",
+            "vary each setting in one place",
+            path,
+        )
+    scheduler = doc.get("scheduler") or {}
+    _refuse_unknown(scheduler, SchedulerSpec.__dataclass_fields__, "scheduler key", path)
+    if scheduler.get("type", "fifo") not in SCHEDULERS:
+        raise RunConfigError(
+            f"unknown scheduler type '{scheduler['type']}'", f"use one of {SCHEDULERS}", path
+        )
+    spec = TuneSpec(
+        name=str(doc.get("name", path.stem)),
+        description=str(doc.get("description", "")),
+        config=config,
+        variants=variants,
+        search=search,
+        seeds=tuple(int(s) for s in _as_list(doc.get("seeds", [0]))),
+        num_samples=doc.get("num_samples", 1),
+        stop_meta_steps=doc.get("stop_meta_steps", TuneSpec.stop_meta_steps),
+        checkpoint_every=doc.get("checkpoint_every", TuneSpec.checkpoint_every),
+        keep_checkpoints=doc.get("keep_checkpoints", TuneSpec.keep_checkpoints),
+        scheduler=SchedulerSpec(**scheduler),
+        max_failures=doc.get("max_failures", TuneSpec.max_failures),
+        max_concurrent_trials=doc.get("max_concurrent_trials"),
+        storage_path=storage_location(doc.get("storage_path", TuneSpec.storage_path)),
+        finetune=_finetune(doc.get("finetune"), path),
+    )
+    _check_counts(spec, path)
+    return spec
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _finetune(doc: dict[str, Any] | None, path: Path) -> FineTuneConfig | None:
+    if doc is None:
+        return None
+    _refuse_unknown(doc, FineTuneConfig.__dataclass_fields__, "finetune key", path)
+    if "budgets" in doc:
+        doc = {**doc, "budgets": tuple(_as_list(doc["budgets"]))}
+    try:
+        return FineTuneConfig(**doc)
+    except ValueError as e:
+        raise RunConfigError(f"finetune: {e}", "fix the finetune section", path) from e
+
+
+def _check_sampler(key: str, value: Any, path: Path) -> None:
+    if isinstance(value, list) and value:
+        return
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, args),) = value.items()
+        if kind in SAMPLERS and isinstance(args, list) and args:
+            if kind in ("uniform", "loguniform", "randint") and len(args) != 2:
+                raise RunConfigError(
+                    f"search '{key}': {kind} takes [low, high]", f"write {kind}: [lo, hi]", path
+                )
+            if kind == "quniform" and len(args) != 3:
+                raise RunConfigError(
+                    f"search '{key}': quniform takes [low, high, q]", "add the step q", path
+                )
+            return
+        if kind not in SAMPLERS:
+            raise RunConfigError(
+                f"search '{key}': unknown sampler '{kind}'",
+                f"{did_you_mean(kind, SAMPLERS)}use one of {SAMPLERS}",
+                path,
+            )
+    raise RunConfigError(
+        f"search '{key}' must be a non-empty list (a grid) or one sampler mapping",
+        "write e.g. [1.0e-4, 3.0e-4] or {loguniform: [1.0e-5, 1.0e-3]}",
+        path,
+    )
+
+
+def _check_counts(spec: TuneSpec, path: Path) -> None:
+    for name in ("num_samples", "stop_meta_steps", "checkpoint_every"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or value < 1:
+            raise RunConfigError(
+                f"{name} must be a positive integer, got {value!r}", "fix it", path
+            )
+    if spec.max_failures < -1:
+        raise RunConfigError("max_failures must be >= -1 (-1: retry forever)", "fix it", path)
+    if not spec.seeds:
+        raise RunConfigError("seeds is empty", "give at least one seed, e.g. seeds: [0]", path)
+
+
+def _refuse_unknown(doc: Any, known: Any, what: str, path: Path) -> None:
+    if not isinstance(doc, dict):
+        raise RunConfigError(f"expected a mapping for the {what}s, got {doc!r}", "fix it", path)
+    for key in doc:
+        if key not in known:
+            raise RunConfigError(
+                f"unknown {what} '{key}'", f"{did_you_mean(key, known)}remove or rename it", path
+            )
+
+
+def _expand(settings: dict[str, Any]) -> dict[str, Any]:
+    """Expand ${VARS} and make the data root absolute: Tune runs trials in their own directory."""
+    out = dict(settings)
+    root = out.get("data_root")
+    if isinstance(root, str):
+        expanded = os.path.expandvars(root)
+        if "$" in expanded:
+            raise RunConfigError(
+                f"data_root '{root}' names an unset environment variable",
+                "export it, or pass --set data_root=/path/to/root",
+            )
+        out["data_root"] = str(Path(expanded).expanduser().resolve())
+    return out
+
+
+def storage_location(value: str) -> str:
+    """Local paths become absolute (Tune needs that); URIs (s3://, gs://, ...) stay as they are."""
+    value = os.path.expandvars(str(value))
+    return value if "://" in value else str(Path(value).expanduser().resolve())
