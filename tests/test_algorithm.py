@@ -247,30 +247,6 @@ def test_baselines_and_ablations_train_and_evaluate(data_root: str, name: str) -
         algo.stop()
 
 
-def test_macaw_runs_as_a_tune_trainable(data_root: str, tmp_path: Path) -> None:
-    from ray import tune
-
-    param_space = small_config(data_root).training(outer_policy_lr=tune.grid_search([1e-4, 1e-3]))
-    tuner = tune.Tuner(
-        MACAW,
-        param_space=param_space,
-        run_config=tune.RunConfig(
-            stop={"training_iteration": 2},
-            storage_path=str(tmp_path / "tune"),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
-        ),
-    )
-    results = tuner.fit()
-    assert len(results) == 2 and not results.errors
-    for result in results:
-        assert result.metrics["num_meta_steps_lifetime"] == 2
-        restored = MACAW.from_checkpoint(result.checkpoint.path)
-        try:
-            assert restored.num_meta_steps == 2
-        finally:
-            restored.stop()
-
-
 def test_ml45_preset_is_table_4_meta_world_column() -> None:
     config = MACAWConfig().preset("ml45")
     assert (

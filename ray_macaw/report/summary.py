@@ -61,7 +61,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     budgets = sorted({b for row in rows for b in row["finetune"]})
     width = max([len("variant"), *(len(r["variant"]) for r in rows)])
     header = f"{'variant':<{width}} {'seeds':>5} {'meta-steps':>10} {'pre-adaptation':>18} "
-    header += f"{'post-adaptation':>18}" + "".join(f" {f'FT {b} steps':>18}" for b in budgets)
+    header += f"{'post-adaptation':>18}" + "".join(f" {_budget(b):>18}" for b in budgets)
     lines = [header]
     for row in rows:
         line = f"{row['variant']:<{width}} {row['seeds']:>5} {row['meta_steps']:>10} "
@@ -73,6 +73,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             line += f"  ({row['errored']} errored)"
         lines.append(line)
     return "\n".join(lines)
+
+
+def _budget(steps: int) -> str:
+    return f"FT {steps} steps" if steps else "FT offline only"
 
 
 def _pm(mean: float, stderr: float) -> str:

@@ -15,6 +15,8 @@
     scheduler: {type: asha, grace_period: 2000}   # optional; FIFO otherwise
     finetune: {budgets: [20000, 200000]}          # optional: online fine-tuning after training
 
+`extends: other.yaml` (relative to this file) starts from another experiment file: its `config` is
+merged under this one's, and every other section this file gives replaces the other's.
 Unknown keys are refused with a did-you-mean at every level.
 """
 
@@ -39,6 +41,7 @@ SAMPLERS = ("grid_search", "choice", "uniform", "loguniform", "quniform", "randi
 VARIABLE = set(ALL_SETTINGS) | {"seed", "evaluation_interval"}
 SCHEDULERS = ("fifo", "asha")
 TOP_KEYS = (
+    "extends",
     "name",
     "description",
     "config",
@@ -150,6 +153,27 @@ def representative_values(value: Any) -> list[Any]:
 def load_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneSpec:
     """Read and check an experiment file; `overrides` replace shared `config` settings."""
     path = Path(path)
+    doc = _read(path)
+    if "extends" in doc:
+        parent = _read(path.parent / str(doc["extends"]))
+        if "extends" in parent:
+            raise RunConfigError(
+                "an experiment file may extend one file that extends nothing",
+                "merge the chain into one base file",
+                path,
+            )
+        config = {**(parent.get("config") or {}), **(doc.get("config") or {})}
+        doc = {**parent, **{k: v for k, v in doc.items() if k != "extends"}, "config": config}
+    if "config" not in doc:
+        raise RunConfigError(
+            "an experiment file needs a 'config' section (the settings every trial shares)",
+            "see tune_configs/smoke/grid.yaml for the layout",
+            path,
+        )
+    return spec_from_dict(doc, path, overrides or {})
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError as e:
@@ -160,13 +184,11 @@ def load_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) ->
         raise RunConfigError(
             f"experiment file is not valid YAML ({e})", "fix the syntax", path
         ) from e
-    if not isinstance(doc, dict) or "config" not in doc:
+    if not isinstance(doc, dict):
         raise RunConfigError(
-            "an experiment file is a mapping with at least a 'config' section",
-            "see tune_configs/smoke/grid.yaml for the layout",
-            path,
+            "an experiment file is a mapping of sections", "see tune_configs/", path
         )
-    return spec_from_dict(doc, path, overrides or {})
+    return doc
 
 
 def spec_from_dict(doc: dict[str, Any], path: Path, overrides: dict[str, Any]) -> TuneSpec:

@@ -1,0 +1,192 @@
+"""`ray-macaw tune` experiment files, Tune runs (fine-tuning, ASHA) and `ray-macaw report`."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_root
+from PIL import Image
+
+from ray_macaw.algorithm.macaw import MACAW
+from ray_macaw.algorithm.run_config import RunConfigError
+from ray_macaw.cli import main
+from ray_macaw.report.runs import Run, load_runs
+from ray_macaw.report.summary import format_table, summary_rows
+from ray_macaw.tune.run import FINETUNE_FILE, run_tune
+from ray_macaw.tune.spec import load_tune_spec
+
+CONFIGS = Path(__file__).parent.parent / "tune_configs"
+SMOKE_TASKS = (0, 1, 2, 3, 4)  # tune_configs/smoke: train 0, 1, 2, 4; held out 3
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Point-robot data as the smoke configs expect: 400 random transitions per task."""
+    root = tmp_path_factory.mktemp("smoke-data")
+    write_root(root, "point-robot", task_ids=SMOKE_TASKS, episodes=20, rows_per_part=200)
+    return str(root)
+
+
+def all_config_files() -> list[Path]:
+    return sorted(CONFIGS.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", all_config_files(), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_tune_config_parses_and_validates(path: Path, smoke_root: str) -> None:
+    smoke = path.parent.name == "smoke"
+    spec = load_tune_spec(path, {"data_root": smoke_root} if smoke else None)
+    trials = spec.trial_settings()
+    assert trials and all("seed" in t for t in trials)
+    spec.validate(check_data=smoke)  # the real families' data is not on this machine
+
+
+def test_paper_experiments_are_all_there() -> None:
+    names = {str(p.relative_to(CONFIGS)) for p in all_config_files()}
+    families = ("cheetah-dir", "cheetah-vel", "ant-dir", "walker-params", "ml45")
+    assert {f"main/{f}.yaml" for f in families} <= names
+    ablations = ("weight_transform", "advantage_head", "data_quality", "task_quantity", "baselines")
+    assert {f"ablations/{a}.yaml" for a in ablations} <= names
+    assert {"ood_finetune.yaml", "search/learning_rates.yaml"} <= names
+    for name in [*(f"ablations/{a}" for a in ablations), "ood_finetune", "search/learning_rates"]:
+        assert f"smoke/{Path(name).name}.yaml" in names
+    quality = load_tune_spec(CONFIGS / "ablations/data_quality.yaml")
+    assert {v["inner_buffer_position"] for v in quality.variants.values()} == {
+        "start",
+        "middle",
+        "end",
+    }
+    assert load_tune_spec(CONFIGS / "main/ml45.yaml").base_config().hidden == (300, 300, 300)
+    ood = load_tune_spec(CONFIGS / "ood_finetune.yaml")
+    assert ood.config["split"] == "ood" and ood.finetune.budgets == (20000, 200000)
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("config: {family: point-robot}\nseed: [0]\n", "did you mean 'seeds'"),
+        ("config: {famly: point-robot}\n", "did you mean 'family'"),
+        ("config: {}\nvariants: {a: {hiden: [3]}}\n", "did you mean 'hidden'"),
+        ("config: {}\nsearch: {outer_policy_lr: {logunifrm: [1, 2]}}\n", "did you mean"),
+        ("config: {}\nsearch: {outer_policy_lr: {uniform: [1]}}\n", "takes [low, high]"),
+        ("config: {}\nsearch: {seed: 3}\n", "non-empty list"),
+        (
+            "config: {}\nvariants: {a: {latent_dim: 4}}\nsearch: {latent_dim: [2]}\n",
+            "set by both",
+        ),
+        ("config: {}\nscheduler: {type: hyperband}\n", "unknown scheduler"),
+        ("config: {data_root: $NOT_SET_ANYWHERE}\n", "unset environment variable"),
+        ("config: {}\nfinetune: {budgets: [0]}\n", "budgets must be positive"),
+        ("name: x\n", "needs a 'config' section"),
+    ],
+)
+def test_bad_experiment_files_name_the_fix(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(RunConfigError, match="Fix:") as error:
+        load_tune_spec(write_spec(tmp_path / "bad.yaml", text))
+    assert needle in str(error.value)
+
+
+def test_asha_grace_period_must_cover_an_evaluation(smoke_root: str, tmp_path: Path) -> None:
+    spec = load_tune_spec(CONFIGS / "smoke/learning_rates.yaml", {"data_root": smoke_root})
+    spec = replace(spec, scheduler=replace(spec.scheduler, grace_period=1))
+    with pytest.raises(RunConfigError, match="grace_period 1 is shorter"):
+        spec.validate()
+
+
+def test_a_trial_with_impossible_settings_is_refused_before_tune_starts(smoke_root: str) -> None:
+    spec = load_tune_spec(CONFIGS / "smoke/grid.yaml", {"data_root": smoke_root})
+    spec = replace(spec, variants={"ok": {}, "huge": {"inner_batch_size": 10**6}})
+    with pytest.raises(RunConfigError, match=r"variant 'huge'.*inner batch"):
+        spec.validate()
+
+
+@pytest.fixture(scope="module")
+def finetune_experiment(
+    smoke_root: str, tmp_path_factory: pytest.TempPathFactory, ray_local: None
+) -> Iterator[tuple[Path, dict]]:
+    storage = tmp_path_factory.mktemp("tune")
+    spec = load_tune_spec(CONFIGS / "smoke/ood_finetune.yaml", {"data_root": smoke_root})
+    spec = replace(spec, storage_path=str(storage))
+    yield Path(storage / spec.name), run_tune(spec, log=lambda *_: None)
+
+
+def test_trials_checkpoint_restore_and_fine_tune(finetune_experiment: tuple[Path, dict]) -> None:
+    _, summary = finetune_experiment
+    assert len(summary["trials"]) == 2
+    for trial in summary["trials"]:
+        assert trial["error"] is None and trial["meta_steps"] == 4
+        restored = MACAW.from_checkpoint(trial["checkpoint"])
+        try:
+            assert restored.num_meta_steps == 4
+        finally:
+            restored.stop()
+        finetuned = json.loads((Path(trial["trial_dir"]) / FINETUNE_FILE).read_text())
+        assert [row["budget"] for row in finetuned["table"]] == [0, 40, 80]
+        assert finetuned["per_task"].keys() == {"3"}  # the smoke split's held-out task
+
+
+def test_every_result_carries_the_latest_held_out_figures(
+    finetune_experiment: tuple[Path, dict],
+) -> None:
+    _, summary = finetune_experiment
+    results = (Path(summary["trials"][0]["trial_dir"]) / "result.json").read_text().splitlines()
+    held_out = [json.loads(line)["held_out"] for line in results]
+    assert math.isnan(held_out[0]["post_adaptation_return_mean"])  # evaluation every 2 steps
+    evaluated = json.loads(results[1])["evaluation"]["post_adaptation_return_mean"]
+    assert (
+        held_out[1]["post_adaptation_return_mean"]
+        == evaluated
+        == held_out[2]["post_adaptation_return_mean"]
+    )
+    assert held_out[2]["meta_step"] == 2 and held_out[3]["meta_step"] == 4
+
+
+def test_report_shows_variants_and_fine_tuning_budgets(
+    finetune_experiment: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = finetune_experiment
+    assert main(["report", str(path), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["variant", "seeds", "meta-steps"]
+    assert "FT 80 steps" in out and any(line.startswith("mt_ft ") for line in out.splitlines())
+    with Image.open(tmp_path / "learning_curves.png") as image:
+        assert image.size == (700, 450)
+
+
+def test_asha_search_samples_and_finishes(smoke_root: str, tmp_path: Path, ray_local: None) -> None:
+    spec = load_tune_spec(CONFIGS / "smoke/learning_rates.yaml", {"data_root": smoke_root})
+    summary = run_tune(replace(spec, storage_path=str(tmp_path)), log=lambda *_: None)
+    assert len(summary["trials"]) == 4 and not any(t["error"] for t in summary["trials"])
+    params = [
+        json.loads((Path(t["trial_dir"]) / "params.json").read_text()) for t in summary["trials"]
+    ]
+    lrs = [p["outer_policy_lr"] for p in params]
+    assert len(set(lrs)) == 4 and all(1e-5 <= lr <= 1e-3 for lr in lrs)
+    runs = load_runs(tmp_path / spec.name)
+    assert len({r.label for r in runs}) == 4
+
+
+def test_summary_is_mean_and_standard_error_over_seeds() -> None:
+    runs = [
+        Run("a0", "a", 0, steps=[10, 20], pre=[-5.0, -4.0], post=[-3.0, -1.0]),
+        Run("a1", "a", 1, steps=[10, 20], pre=[-6.0, -6.0], post=[-2.0, -3.0]),
+        Run("a2", "a", 2, steps=[10, 20], pre=[-7.0, -8.0], post=[-1.0, -5.0]),
+        Run("b0", "b", 0, steps=[10], pre=[-9.0], post=[-8.0]),
+    ]
+    rows = {row["variant"]: row for row in summary_rows(runs)}
+    # a's final post returns: -1, -3, -5 -> mean -3, sample std 2, s.e. 2 / sqrt(3)
+    assert rows["a"]["post_mean"] == -3.0
+    assert rows["a"]["post_stderr"] == pytest.approx(2 / np.sqrt(3))
+    assert rows["a"]["pre_mean"] == -6.0 and rows["a"]["seeds"] == 3
+    assert rows["b"]["post_stderr"] == 0.0 and rows["b"]["meta_steps"] == 10
+    assert "-3.00 +- 1.15" in format_table(list(rows.values()))
