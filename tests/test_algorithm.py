@@ -312,3 +312,25 @@ def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
     assert first["improvement"] == pytest.approx(
         np.mean([t["budgets"][0]["return"] - t["offline_return"] for t in tasks.values()])
     )
+
+
+def test_test_buffer_is_cut_like_the_inner_buffer(data_root: str) -> None:
+    """Spec §6.2: held-out adaptation data comes from the test buffer, cut with the inner
+    buffers' size, stride and position (the data-quality ablation relies on it)."""
+    from ray_macaw.algorithm.evaluation import adaptation_batch
+    from ray_macaw.data.datasets import TaskDatasets
+
+    config = small_config(data_root).offline_data(
+        inner_buffer_size=100, inner_buffer_stride=1, inner_buffer_position="start"
+    )
+    assert config.inner_buffer() == {
+        "size": 100, "stride": 1, "position": "start", "middle_centre": "half"
+    }  # fmt: skip
+    assert config.outer_buffer() == {"size": -1, "stride": 7}  # outer keeps its own stride
+    options = {"batch_size": 64, "seed": 0, "test_buffer": config.inner_buffer()}
+    batch = adaptation_batch(data_root, "point-robot", TEST[0], options)
+    task = TaskDatasets(data_root, "point-robot").load(TEST[0])
+    first = {tuple(row) for row in task.columns["obs"][:100].tolist()}
+    later = {tuple(row) for row in task.columns["obs"][100:].tolist()}
+    drawn = {tuple(row) for row in batch["obs"].numpy().astype(np.float32).tolist()}
+    assert len(drawn) > 1 and drawn <= first and not drawn & (later - first)
