@@ -93,6 +93,22 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    """`ray-macaw demo [--family F] [--out DIR] [--collect-steps N] [--meta-steps N]`."""
+    from ray_macaw.demo import PLANS, format_summary, run_demo
+    from ray_macaw.errors import unknown_name
+
+    if args.family not in PLANS:
+        raise unknown_name("demo family", args.family, PLANS)
+    plan = PLANS[args.family]
+    for name in ("collect_steps", "meta_steps"):
+        if getattr(args, name) is not None:
+            plan = replace(plan, **{name: getattr(args, name)})
+    ensure_ray(args.address)
+    summary = run_demo(plan, args.out, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+
+
 def add_parsers(sub: Any) -> None:
     """Register `train` and `evaluate` on the top-level subparsers."""
     train = sub.add_parser(
@@ -117,6 +133,21 @@ def add_parsers(sub: Any) -> None:
     evaluate.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline on point-robot: collect, meta-train, evaluate, fine-tune",
+        description="Collect, meta-train MACAW and the MT+FT baseline, adapt to the held-out "
+        "tasks, fine-tune online, print a table. Re-running reuses finished stages.",
+    )
+    demo.add_argument("--family", default="point-robot", help="point-robot or cheetah-vel")
+    demo.add_argument("--out", default="runs/demo", help="where everything is written")
+    demo.add_argument("--collect-steps", type=int, default=None, help="SAC steps per task")
+    demo.add_argument("--meta-steps", type=int, default=None, help="meta-training steps")
+    demo.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(func=cmd_demo)
 
     tune = sub.add_parser("finetune", help="online fine-tuning on the held-out tasks (Table 1)")
     tune.add_argument("checkpoint", help="checkpoint directory (e.g. OUT/latest)")

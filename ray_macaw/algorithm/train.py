@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ray_macaw.algorithm.config import MACAWConfig
 from ray_macaw.algorithm.macaw import MACAW
 from ray_macaw.algorithm.run_config import RunOptions
@@ -30,11 +32,17 @@ def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(
-    config: MACAWConfig, options: RunOptions, *, resume: bool = False, log: Any = print
+    config: MACAWConfig,
+    options: RunOptions,
+    *,
+    resume: bool = False,
+    log: Any = print,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train until `options.stop_meta_steps`; returns the last result's scalar view.
 
     With `resume`, continues from `<out>/latest` when it exists (the driver was killed, say).
+    With `progress`, a progress bar replaces the periodic lines (evaluations are still logged).
     """
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,6 +53,14 @@ def train(
         log(f"resumed from {latest} at meta-step {algo.num_meta_steps}")
     else:
         algo = config.build_algo()  # type: ignore[assignment]
+    bar = tqdm(
+        total=options.stop_meta_steps,
+        initial=algo.num_meta_steps,
+        desc=f"meta-training {out.name}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     view: dict[str, Any] = {}
     try:
         with open(out / METRICS_FILE, "a") as metrics:
@@ -54,12 +70,16 @@ def train(
                 view = _scalar_view(result)
                 metrics.write(json.dumps(view) + "\n")
                 step = algo.num_meta_steps
-                if step % options.log_every == 0 or "pre_adaptation_return_mean" in view:
-                    log(_progress_line(view, time.perf_counter() - start))
+                bar.update(1)
+                evaluated = "pre_adaptation_return_mean" in view
+                if evaluated or (not progress and step % options.log_every == 0):
+                    line = _progress_line(view, time.perf_counter() - start)
+                    (tqdm.write if progress else log)(line)
                 if step % options.checkpoint_every == 0 or step >= options.stop_meta_steps:
                     algo.save_to_path(str(latest))
                     metrics.flush()
     finally:
+        bar.close()
         algo.stop()
     log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
     return {**view, "checkpoint": str(latest)}
