@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import ray
+import yaml
 from ray.cluster_utils import Cluster
 
 from ray_macaw.data.collect import collect
@@ -53,3 +55,47 @@ def test_collectors_spread_over_both_nodes(tmp_path: Path, two_nodes: Cluster) -
     data = TaskDatasets(tmp_path)
     assert data.task_ids == (0, 1, 2, 3)  # every shard arrived under ROOT
     assert all(data.load(t).n_rows == 200 for t in data.task_ids)
+
+
+def test_train_places_inner_loop_workers_on_both_nodes(
+    tmp_path: Path, two_nodes: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ray_macaw.cli import main
+
+    collect(
+        CollectConfig(family="point-robot", root=str(tmp_path), tasks="0-5", steps=400,
+                      algo="random", rows_per_part=200),
+        address=loopback_address(two_nodes),
+        show_progress=False,
+    )  # fmt: skip
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "family": "point-robot",
+                "data_root": str(tmp_path),
+                "train_tasks": [0, 1, 2, 4, 5],
+                "test_tasks": [3],
+                "hidden": [32, 32],
+                "latent_dim": 8,
+                "task_batch_size": 4,
+                "inner_batch_size": 32,
+                "outer_batch_size": 32,
+                "eval_adaptation_batch_size": 32,
+                "num_inner_loop_workers": 2,
+                "num_cpus_per_inner_worker": 0.5,  # leaves room for the evaluation tasks
+                "eval_num_cpus_per_task": 0.5,
+                "evaluation_interval": 2,
+                "stop_meta_steps": 4,
+                "checkpoint_every": 2,
+                "out": str(tmp_path / "run"),
+            }
+        )
+    )
+    address = loopback_address(two_nodes)
+    assert main(["train", str(run_file), "--address", address, "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{") :])
+    node_ids = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert sorted(summary["inner_worker_nodes"]) == sorted(node_ids)  # one worker per node
+    assert summary["meta_step"] == 4 and "post_adaptation_return_mean" in summary

@@ -171,6 +171,10 @@ class MACAW(Algorithm):
         owner = {task: i for i, tasks in enumerate(groups) for task in tasks}
         return workers, owner
 
+    def inner_worker_nodes(self) -> list[str]:
+        """The node id of each inner-loop worker (empty with 0 workers)."""
+        return ray.get([worker.node_id.remote() for worker in self.inner_workers])
+
     @override(Algorithm)
     def step(self) -> dict[str, Any]:
         """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT)."""

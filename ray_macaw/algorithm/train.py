@@ -61,6 +61,9 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
+    nodes = algo.inner_worker_nodes()
+    if nodes:
+        log(f"{len(nodes)} inner-loop workers on {len(set(nodes))} node(s)")
     view: dict[str, Any] = {}
     try:
         with open(out / METRICS_FILE, "a") as metrics:
@@ -82,7 +85,7 @@ def train(
         bar.close()
         algo.stop()
     log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
-    return {**view, "checkpoint": str(latest)}
+    return {**view, "checkpoint": str(latest), "inner_worker_nodes": nodes}
 
 
 def _progress_line(view: dict[str, Any], seconds: float) -> str:
