@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ray-macaw-installed
 
-.PHONY: install test test-slow lint bench
+.PHONY: install demo test test-slow lint bench
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The whole pipeline on point-robot (collect, meta-train, evaluate, fine-tune); see README.
+demo: install
+	$(VENV)/bin/ray-macaw demo
 
 test: install
 	$(PY) -m pytest -m "not slow" -q

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_macaw import cli_train, cli_tune
-from ray_macaw.cli_common import parse_overrides
+from ray_macaw.cli_common import parse_overrides, quiet_library_noise
 from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ray-macaw` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    quiet_library_noise()
     try:
         args.func(args)
     except RayMacawError as e:

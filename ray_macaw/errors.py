@@ -79,3 +79,7 @@ def unknown_name(
         f"unknown {kind} '{name}'{context}",
         f"{did_you_mean(str(name), options)}use one of: {listed or '(none available)'}",
     )
+
+
+class NonFiniteLossError(RayMacawError, FloatingPointError):
+    """A meta-step produced a non-finite loss or gradient and the run was set to stop."""

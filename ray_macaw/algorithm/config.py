@@ -57,11 +57,13 @@ TRAINING = {
     "low_rank_wt": True,  # closed-form low-rank weight-transform inner step (exact, faster)
     "vectorize": True,  # vmap across tasks (else a per-task loop; same gradient)
     "grad_clip_norm": None,  # the authors' 1e9 clip never bites: no clipping by default
+    "non_finite_loss": "skip",  # non-finite loss or gradient: 'skip' the update (counted), 'stop'
 }
 WORKERS = {
     "num_inner_loop_workers": 0,
     "num_cpus_per_inner_worker": 1.0,
     "num_gpus_per_inner_worker": 0.0,
+    "max_inner_worker_restarts": 3,  # dead workers replaced (their step retried) per run
 }
 EVALUATION = {
     "eval_adaptation_batch_size": 256,  # uniform rows of a test task's data to adapt on
@@ -139,9 +141,11 @@ class MACAWConfig(AlgorithmConfig):
     low_rank_wt: bool
     vectorize: bool
     grad_clip_norm: float | None
+    non_finite_loss: Literal["skip", "stop"]
     num_inner_loop_workers: int
     num_cpus_per_inner_worker: float
     num_gpus_per_inner_worker: float
+    max_inner_worker_restarts: int
     eval_adaptation_batch_size: int
     eval_adaptation_steps: int
     eval_episodes_per_task: int
@@ -222,6 +226,7 @@ class MACAWConfig(AlgorithmConfig):
         num_workers: Any = NotProvided,
         num_cpus_per_worker: Any = NotProvided,
         num_gpus_per_worker: Any = NotProvided,
+        max_restarts: Any = NotProvided,
     ) -> MACAWConfig:
         """Ray actors computing per-task meta-gradients (0: the driver does it, vectorised)."""
         return self._set(
@@ -230,6 +235,7 @@ class MACAWConfig(AlgorithmConfig):
                 "num_inner_loop_workers": num_workers,
                 "num_cpus_per_inner_worker": num_cpus_per_worker,
                 "num_gpus_per_inner_worker": num_gpus_per_worker,
+                "max_inner_worker_restarts": max_restarts,
             },
         )
 

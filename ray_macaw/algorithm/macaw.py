@@ -29,15 +29,10 @@ from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import BufferLayout, sample_requests
 from ray_macaw.algorithm.config import MACAWConfig
 from ray_macaw.algorithm.validation import resolve_split
-from ray_macaw.algorithm.workers import (
-    GradientComputer,
-    InnerLoopWorker,
-    add_gradients,
-    assign_tasks,
-    load_batch_columns,
-    worker_options,
-)
+from ray_macaw.algorithm.worker_pool import InnerLoopPool
+from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.macaw import MACAWModel
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
 from ray_macaw.tasks import get_task_family
@@ -129,9 +124,23 @@ class MACAW(Algorithm):
         self.optimizers = self._build_optimizers(cfg)
         self.num_meta_steps = 0
         self.held_out = M.no_held_out_yet()
-        self.inner_workers, self.owner = self._start_workers(cfg)
+        self.num_skipped_steps = 0
+        self.pool: InnerLoopPool | None = None
         self.local = None
-        if not self.inner_workers:
+        if cfg.num_inner_loop_workers:
+            self.pool = InnerLoopPool(
+                cfg,
+                self.split.train,
+                (
+                    self.model_config,
+                    self.inner_config,
+                    cfg.vectorize,
+                    int(cfg.num_cpus_per_inner_worker),
+                    self.one_hot_tasks,
+                ),
+                cfg.max_inner_worker_restarts,
+            )
+        else:
             self.local = GradientComputer(
                 self.model,
                 load_batch_columns(self.data_root, cfg.family, self.split.train),
@@ -151,29 +160,14 @@ class MACAW(Algorithm):
             "learned": torch.optim.Adam(learned, lr=cfg.lrlr),
         }
 
-    def _start_workers(self, cfg: MACAWConfig) -> tuple[list[Any], dict[int, int]]:
-        if cfg.num_inner_loop_workers == 0:
-            return [], {}
-        groups = assign_tasks(self.split.train, cfg.num_inner_loop_workers)
-        workers = [
-            InnerLoopWorker.options(**worker_options(cfg)).remote(  # type: ignore[attr-defined]
-                self.data_root,
-                cfg.family,
-                tasks,
-                self.model_config,
-                self.inner_config,
-                cfg.vectorize,
-                int(cfg.num_cpus_per_inner_worker),
-                self.one_hot_tasks,
-            )
-            for tasks in groups
-        ]
-        owner = {task: i for i, tasks in enumerate(groups) for task in tasks}
-        return workers, owner
+    @property
+    def inner_workers(self) -> list[Any]:
+        """The inner-loop worker actors (empty with 0 workers)."""
+        return self.pool.workers if self.pool is not None else []
 
     def inner_worker_nodes(self) -> list[str]:
         """The node id of each inner-loop worker (empty with 0 workers)."""
-        return ray.get([worker.node_id.remote() for worker in self.inner_workers])
+        return self.pool.node_ids() if self.pool is not None else []
 
     @override(Algorithm)
     def step(self) -> dict[str, Any]:
@@ -206,10 +200,11 @@ class MACAW(Algorithm):
         stats = self._meta_gradient(requests, divisor)  # Alg. 1 L6-L12
         computed = time.perf_counter()
         norms = gradient_norms(self.model)
-        if cfg.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
-        for opt in self.optimizers.values():  # Alg. 1 L13-L14
-            opt.step()
+        if self._finite(stats, norms):
+            if cfg.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+            for opt in self.optimizers.values():  # Alg. 1 L13-L14
+                opt.step()
         self.num_meta_steps += 1
         timings = {
             "sample_s": sampled - start,
@@ -224,20 +219,30 @@ class MACAW(Algorithm):
             timings,
             rows=len(requests) * (cfg.inner_batch_size + cfg.outer_batch_size),
             meta_steps=self.num_meta_steps,
+            skipped=self.num_skipped_steps,
         )
+
+    def _finite(self, stats: dict[str, float], norms: dict[str, float]) -> bool:
+        """False (update skipped and counted) for a non-finite loss or gradient; with
+        `non_finite_loss="stop"`, an error instead."""
+        if np.isfinite([*stats.values(), *norms.values()]).all():
+            return True
+        bad = sorted(k for k, v in {**stats, **norms}.items() if not np.isfinite(v))
+        if self.config.non_finite_loss == "stop":
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} at meta-step {self.num_meta_steps + 1}",
+                "lower the learning rates, check the data (ray-macaw dataset inspect), or set "
+                "non_finite_loss='skip' to skip such steps; resume from the last checkpoint",
+            )
+        self.num_skipped_steps += 1
+        return False
 
     def _meta_gradient(self, requests: list, divisor: float) -> dict[str, float]:
         if self.local is not None:
             return self.local.accumulate(requests, divisor)
+        assert self.pool is not None
         weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
-        by_worker: dict[int, list] = defaultdict(list)
-        for request in requests:
-            by_worker[self.owner[request.task_id]].append(request)
-        futures = [
-            self.inner_workers[i].gradients.remote(weights, reqs, divisor)
-            for i, reqs in sorted(by_worker.items())
-        ]
-        return add_gradients(self.model, ray.get(futures))
+        return add_gradients(self.model, self.pool.gradients(weights, requests, divisor))
 
     @override(Algorithm)
     def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
@@ -309,6 +314,7 @@ class MACAW(Algorithm):
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "num_meta_steps": self.num_meta_steps,
+            "num_skipped_steps": self.num_skipped_steps,
             "held_out": dict(self.held_out),
             "metrics_logger": self.metrics.get_state(),
             "training_iteration": self.training_iteration,
@@ -324,6 +330,7 @@ class MACAW(Algorithm):
         torch.set_rng_state(state["torch_rng"])
         self.num_meta_steps = state["num_meta_steps"]
         self.held_out = state.get("held_out", M.no_held_out_yet())
+        self.num_skipped_steps = state.get("num_skipped_steps", 0)
         self.metrics.set_state(state["metrics_logger"])
         self._iteration = state["training_iteration"]
 
@@ -334,6 +341,6 @@ class MACAW(Algorithm):
 
     @override(Algorithm)
     def cleanup(self) -> None:
-        for worker in getattr(self, "inner_workers", []):
-            ray.kill(worker)
+        if getattr(self, "pool", None) is not None:
+            self.pool.stop()
         super().cleanup()

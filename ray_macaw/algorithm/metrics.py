@@ -15,6 +15,7 @@ GRAD_NORMS = "grad_norm"
 INNER_LRS = "inner_lr"
 ADV_COEF = "adv_coef"
 TIMINGS = "timing"
+SKIPPED_STEPS = "num_non_finite_steps_skipped"  # updates skipped for a non-finite loss/gradient
 # The latest held-out evaluation, repeated in every result so that Tune schedulers and reports
 # always find it (NaN before the first evaluation); "meta_step" says when it was measured.
 HELD_OUT = "held_out"
@@ -34,6 +35,7 @@ def log_step(
     timings: Mapping[str, float],
     rows: int,
     meta_steps: int,
+    skipped: int = 0,
 ) -> None:
     """Log one meta-step's figures; exact values (`reduce="item"`), not moving averages."""
     for name, value in stats.items():
@@ -50,3 +52,4 @@ def log_step(
         metrics.log_value((LEARNER_RESULTS, TIMINGS, name), value, reduce="item")
     metrics.log_value(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")
     metrics.log_value(META_STEPS, meta_steps, reduce="item")
+    metrics.log_value((LEARNER_RESULTS, SKIPPED_STEPS), skipped, reduce="item")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,11 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     latest = out / LATEST
     algo: MACAW
-    if resume and (latest / "rllib_checkpoint.json").exists():
-        algo = MACAW.from_checkpoint(str(latest))  # type: ignore[assignment]
-        log(f"resumed from {latest} at meta-step {algo.num_meta_steps}")
+    checkpoint = _last_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        algo = MACAW.from_checkpoint(str(checkpoint))  # type: ignore[assignment]
+        log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")
+        _truncate_metrics(out / METRICS_FILE, algo.num_meta_steps)
     else:
         algo = config.build_algo()  # type: ignore[assignment]
     bar = tqdm(
@@ -79,13 +83,52 @@ def train(
                     line = _progress_line(view, time.perf_counter() - start)
                     (tqdm.write if progress else log)(line)
                 if step % options.checkpoint_every == 0 or step >= options.stop_meta_steps:
-                    algo.save_to_path(str(latest))
+                    save_checkpoint(algo, out)
                     metrics.flush()
     finally:
         bar.close()
         algo.stop()
     log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
     return {**view, "checkpoint": str(latest), "inner_worker_nodes": nodes}
+
+
+def save_checkpoint(algo: MACAW, out: Path) -> Path:
+    """Write `<out>/latest` so that a crash at any moment leaves a complete checkpoint: the new one
+    is written beside it, then swapped in by renames (the old one is kept until the swap)."""
+    latest, staging, previous = out / LATEST, out / f"{LATEST}.saving", out / f"{LATEST}.previous"
+    shutil.rmtree(staging, ignore_errors=True)
+    algo.save_to_path(str(staging))
+    shutil.rmtree(previous, ignore_errors=True)
+    if latest.exists():
+        os.replace(latest, previous)
+    os.replace(staging, latest)
+    shutil.rmtree(previous, ignore_errors=True)
+    return latest
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop the log rows a dead run wrote after its last checkpoint (they are redone), and a
+    torn last line, so the log has each meta-step once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["meta_step"] <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def _last_checkpoint(out: Path) -> Path | None:
+    """`latest`, or the one kept while a newer one was being swapped in when the run died."""
+    for candidate in (out / LATEST, out / f"{LATEST}.previous"):
+        if (candidate / "rllib_checkpoint.json").exists():
+            return candidate
+    return None
 
 
 def _progress_line(view: dict[str, Any], seconds: float) -> str:

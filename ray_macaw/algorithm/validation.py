@@ -75,6 +75,15 @@ def _check_numbers(config: MACAWConfig) -> None:
             "num_inner_loop_workers cannot be negative",
             "use 0 to compute meta-gradients in the driver",
         )
+    if config.non_finite_loss not in ("skip", "stop"):
+        raise MACAWConfigError(
+            f"unknown non_finite_loss {config.non_finite_loss!r}",
+            "use 'skip' (skip the update and count it) or 'stop' (raise an error)",
+        )
+    if config.max_inner_worker_restarts < 0:
+        raise MACAWConfigError(
+            "max_inner_worker_restarts cannot be negative", "use 0 to fail on the first loss"
+        )
     if config.loss_scale not in ("num_train_tasks", "task_batch"):
         raise MACAWConfigError(
             f"unknown loss_scale {config.loss_scale!r}",
