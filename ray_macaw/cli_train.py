@@ -29,10 +29,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """`ray-macaw evaluate CKPT [--episodes N] [--adaptation-steps K] [--json]`."""
-    from ray_macaw.algorithm.macaw import MACAW
+    from ray_macaw.algorithm.checkpoints import open_checkpoint
 
     ensure_ray(args.address)
-    algo: Any = MACAW.from_checkpoint(args.checkpoint)
+    algo: Any = open_checkpoint(args.checkpoint)
     try:
         result = algo.evaluate_held_out(args.episodes, args.adaptation_steps)
     finally:
@@ -55,8 +55,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     """`ray-macaw finetune CKPT [--budgets 20000,200000] [...] [--json]` (appendix C.2)."""
+    from ray_macaw.algorithm.checkpoints import open_checkpoint
     from ray_macaw.algorithm.finetune import FineTuneConfig, finetune
-    from ray_macaw.algorithm.macaw import MACAW
 
     try:
         budgets = tuple(int(b) for b in args.budgets.split(","))
@@ -74,7 +74,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         num_cpus_per_task=args.num_cpus_per_task,
     )
     ensure_ray(args.address)
-    algo: Any = MACAW.from_checkpoint(args.checkpoint)
+    algo: Any = open_checkpoint(args.checkpoint)
     try:
         summary = finetune(algo, config)
     finally:

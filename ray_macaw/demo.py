@@ -52,7 +52,7 @@ PLANS = {
         meta_steps=400,
         evaluation_interval=50,
         eval_episodes=5,
-        finetune=FineTuneConfig(budgets=(200, 1000), gradient_steps=20, batch_size=128),
+        finetune=FineTuneConfig(budgets=(200, 600), gradient_steps=20, batch_size=128),
         training={
             "hidden": [64, 64, 64],
             "latent_dim": 32,

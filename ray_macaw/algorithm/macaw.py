@@ -24,6 +24,7 @@ from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
+from ray_macaw.algorithm import checkpoints
 from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import BufferLayout, sample_requests
@@ -318,11 +319,13 @@ class MACAW(Algorithm):
             "held_out": dict(self.held_out),
             "metrics_logger": self.metrics.get_state(),
             "training_iteration": self.training_iteration,
+            "stamp": checkpoints.stamp(self),
         }
 
     @override(Algorithm)
     def set_state(self, state: dict[str, Any]) -> None:
-        """Inverse of `get_state`."""
+        """Inverse of `get_state`; refuses state of another family, shape or newer format."""
+        checkpoints.check_compatible(state.get("stamp"), self)
         self.model.load_state_dict(state["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

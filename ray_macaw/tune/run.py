@@ -82,8 +82,8 @@ def experiment_path(spec: TuneSpec) -> str:
     return f"{spec.storage_path.rstrip('/')}/{spec.name}"
 
 
-def build_tuner(spec: TuneSpec) -> tune.Tuner:
-    """A fresh Tuner for the spec."""
+def build_tuner(spec: TuneSpec, space: dict[str, Any] | None = None) -> tune.Tuner:
+    """A fresh Tuner for the spec (`space`: a param space other than `param_space(spec)`)."""
     checkpoints = tune.CheckpointConfig(
         checkpoint_frequency=spec.checkpoint_every,
         checkpoint_at_end=True,
@@ -91,7 +91,7 @@ def build_tuner(spec: TuneSpec) -> tune.Tuner:
     )
     return tune.Tuner(
         MACAW,
-        param_space=param_space(spec),
+        param_space=param_space(spec) if space is None else space,
         tune_config=tune.TuneConfig(
             num_samples=spec.num_samples,
             scheduler=scheduler(spec),

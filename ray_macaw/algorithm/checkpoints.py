@@ -1,0 +1,76 @@
+"""Opening MACAW checkpoints safely: a clear error for a wrong path, another format version, or a
+checkpoint of another family or network shape, instead of a traceback from deep in torch.
+
+RLlib checkpoints hold pickled state, so they are only ever read from a path the user names
+(`ray-macaw evaluate / finetune CKPT`, `train --resume` reading its own `out`); see
+docs/security.md.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from ray_macaw import __version__
+from ray_macaw.errors import MissingDataError, RayMacawError
+
+FORMAT = 1  # bumped when MACAW's checkpoint state changes incompatibly
+
+
+class CheckpointError(RayMacawError, ValueError):
+    """A checkpoint that cannot be loaded into this algorithm."""
+
+
+def stamp(algo: Any) -> dict[str, Any]:
+    """What a checkpoint records about the run that wrote it."""
+    return {
+        "format": FORMAT,
+        "ray_macaw_version": __version__,
+        "family": algo.config.family,
+        "obs_dim": algo.model_config.obs_dim,
+        "act_dim": algo.model_config.act_dim,
+        "hidden": list(algo.model_config.hidden),
+    }
+
+
+def check_compatible(saved: dict[str, Any] | None, algo: Any) -> None:
+    """Refuse state from a newer format or from a run with another family or network shape."""
+    if saved is None:
+        return  # written before stamps existed (format 0): the shapes are checked by torch
+    if saved["format"] > FORMAT:
+        raise CheckpointError(
+            f"the checkpoint has format {saved['format']} (ray-macaw "
+            f"{saved['ray_macaw_version']}); this ray-macaw ({__version__}) reads up to {FORMAT}",
+            "upgrade ray-macaw to the version that wrote it",
+        )
+    mine = stamp(algo)
+    differ = [k for k in ("family", "obs_dim", "act_dim", "hidden") if saved[k] != mine[k]]
+    if differ:
+        what = ", ".join(f"{k} {saved[k]} (not {mine[k]})" for k in differ)
+        raise CheckpointError(
+            f"the checkpoint was written by a run with {what}",
+            "restore it into a config with the same family and network settings, or load it "
+            "with MACAW.from_checkpoint(path), which rebuilds its own config",
+        )
+
+
+def open_checkpoint(path: str | Path) -> Any:
+    """`MACAW.from_checkpoint(path)` with fix-it errors for paths that are not checkpoints."""
+    from ray_macaw.algorithm.macaw import MACAW
+
+    path = Path(path)
+    if not (path / "rllib_checkpoint.json").is_file():
+        raise MissingDataError(
+            "no MACAW checkpoint here (rllib_checkpoint.json is missing)",
+            "give the checkpoint directory, e.g. OUT/latest of `ray-macaw train`",
+            path,
+        )
+    try:
+        return MACAW.from_checkpoint(str(path))
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
+        raise CheckpointError(
+            f"the checkpoint cannot be read ({type(e).__name__}: {e})",
+            "it is incomplete or from an incompatible version; use another checkpoint",
+            path,
+        ) from e
