@@ -212,3 +212,10 @@ def test_inspect_reports_a_bad_part_and_keeps_going(
     tasks = json.loads(capsys.readouterr().out)["families"][0]["tasks"]
     assert tasks[0]["checksum"] == "ok" and tasks[0]["mean_return"] is not None
     assert tasks[1]["checksum"] == "mismatch: task_id=1/part-00000.parquet"
+
+
+def test_empty_task(root: Path) -> None:
+    replace_part(root, pq.read_table(part_path(root)).slice(0, 0))
+    with pytest.raises(DataError, match="Fix:") as error:
+        TaskDatasets(root).load(0)
+    assert "task 0" in str(error.value) and "rows" in str(error.value)
