@@ -99,3 +99,10 @@ def test_train_places_inner_loop_workers_on_both_nodes(
     node_ids = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     assert sorted(summary["inner_worker_nodes"]) == sorted(node_ids)  # one worker per node
     assert summary["meta_step"] == 4 and "post_adaptation_return_mean" in summary
+
+
+def test_shared_storage_check_sees_every_node(tmp_path: Path, two_nodes: Cluster) -> None:
+    from ray_macaw.shared_storage import check_shared
+
+    check_shared(tmp_path / "root")  # both raylets share this machine's disk
+    assert not list((tmp_path / "root").iterdir())  # the marker is removed again

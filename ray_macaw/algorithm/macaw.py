@@ -35,6 +35,7 @@ from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_ba
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.macaw import MACAWModel
+from ray_macaw.shared_storage import check_shared
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
 from ray_macaw.tasks import get_task_family
 
@@ -106,6 +107,7 @@ class MACAW(Algorithm):
     def _setup_macaw(self, cfg: MACAWConfig) -> None:
         assert cfg.data_root is not None  # validate() refuses a config without one
         self.data_root: str = cfg.data_root
+        check_shared(self.data_root)  # workers and evaluation tasks read it on any node
         self.split = resolve_split(cfg)
         data = TaskDatasets(self.data_root, cfg.family)
         manifest = data.manifest

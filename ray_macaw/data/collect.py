@@ -21,6 +21,7 @@ from ray_macaw.data.collect_config import CollectConfig, parse_tasks
 from ray_macaw.data.collector import CollectorActor, completed_tasks, open_writer
 from ray_macaw.errors import RayMacawError
 from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.shared_storage import check_shared
 from ray_macaw.tasks import get_task_family
 
 POLL_SECONDS = 1.0
@@ -135,6 +136,7 @@ def _run_actors(
     show_progress: bool,
 ) -> dict[int, dict[str, Any]]:
     ensure_ray(address)
+    check_shared(config.root)  # every actor writes its task's parts under ROOT
     limit = config.max_concurrent or len(todo)
     pending = deque((task_id, 0) for task_id in todo)
     running: dict[Any, _Running] = {}
