@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 import ray
 import torch
 
@@ -28,6 +29,8 @@ def load_batch_columns(root: str, family: str, task_ids: Sequence[int]) -> dict[
     for task_id in task_ids:
         data = datasets.load(task_id)
         out[task_id] = TaskData(task_id, {c: data.columns[c] for c in BATCH_COLUMNS})
+    # Arrow's pool keeps the freed read buffers (about 3x the data, benchmarks/scale.py).
+    pa.default_memory_pool().release_unused()
     return out
 
 

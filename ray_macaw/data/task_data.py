@@ -55,8 +55,8 @@ class TaskData:
 
     @property
     def n_rows(self) -> int:
-        """Transitions held."""
-        return len(self.columns[S.REWARDS])
+        """Transitions held (any column: a task may hold only the columns it needs)."""
+        return len(next(iter(self.columns.values())))
 
     def batch(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Batch:
         """The given rows of the given columns (all when None), as a dict of arrays."""
