@@ -13,7 +13,6 @@ from ray_macaw.cli_common import parse_overrides
 
 def cmd_tune(args: argparse.Namespace) -> None:
     """`ray-macaw tune FILE [--set KEY=VALUE] [--name N] [--storage-path P] [--resume]`."""
-    from ray_macaw.ray_setup import ensure_ray
     from ray_macaw.tune.run import run_tune
     from ray_macaw.tune.spec import load_tune_spec, storage_location
 
@@ -22,9 +21,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         spec = replace(spec, name=args.name)
     if args.storage_path:
         spec = replace(spec, storage_path=storage_location(args.storage_path))
-    spec.validate()  # fix-it errors before starting Ray
-    ensure_ray(args.address)
-    summary = run_tune(spec, resume=args.resume)
+    summary = run_tune(spec, resume=args.resume, address=args.address)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

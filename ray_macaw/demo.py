@@ -80,7 +80,7 @@ def run_demo(
     from ray_macaw.data.collect import collect
     from ray_macaw.data.collect_config import CollectConfig
 
-    out = Path(out).resolve()
+    out = Path(out).resolve() / plan.family  # one directory per family: reruns never mix them
     root = out / "data"
     started = time.monotonic()
     seconds: dict[str, float] = {}

@@ -9,6 +9,7 @@ whether it sees it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -22,33 +23,44 @@ class StorageNotSharedError(RayMacawError, RuntimeError):
     """A directory the run relies on is not visible from every node."""
 
 
-@ray.remote(num_cpus=0)
-def _sees(path: str) -> bool:
-    return Path(path).is_file()
+def _sha256(path: str) -> str | None:
+    file = Path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
 
 
-def check_shared(root: str | Path, what: str = "the data root") -> None:
-    """Raise `StorageNotSharedError` unless every alive node sees `root` (a no-op on one node)."""
+_digest = ray.remote(num_cpus=0)(_sha256)
+
+
+def check_shared(root: str | Path, what: str = "the data root", probe: str | None = None) -> None:
+    """Raise `StorageNotSharedError` unless every alive node sees the same `root` (a no-op on one
+    node). With `probe` (a file under `root`, e.g. the manifest), its content is compared and
+    nothing is written, so a read-only data mount works; otherwise a marker file is written."""
     nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     if len(nodes) < 2:
         return
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    marker = root / f".ray-macaw-probe-{uuid.uuid4().hex}"
-    marker.write_text("written by the ray-macaw driver to check that every node sees this path\n")
+    if probe is not None:
+        target = root / probe
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / f".ray-macaw-probe-{uuid.uuid4().hex}"
+        target.write_text("written by the ray-macaw driver to check that every node sees it\n")
     try:
+        expected = _sha256(str(target))
         probes = [
-            _sees.options(
+            _digest.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-            ).remote(str(marker))
+            ).remote(str(target))
             for node in nodes
         ]
-        blind = [node for node, seen in zip(nodes, ray.get(probes), strict=True) if not seen]
+        seen = ray.get(probes)
     finally:
-        marker.unlink(missing_ok=True)
+        if probe is None:
+            target.unlink(missing_ok=True)
+    blind = [node for node, digest in zip(nodes, seen, strict=True) if digest != expected]
     if blind:
         raise StorageNotSharedError(
-            f"{what} {root} is not visible from {len(blind)} of {len(nodes)} nodes "
+            f"{what} {root} is not the same on {len(blind)} of {len(nodes)} nodes "
             f"({', '.join(n[:8] for n in blind)})",
             "put it on storage every node mounts at the same path (NFS, EFS, the compose "
             "file's /shared volume; see cluster/README.md)",

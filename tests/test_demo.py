@@ -38,6 +38,7 @@ TINY = replace(
 def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: None) -> None:
     lines: list[str] = []
     summary = run_demo(TINY, tmp_path, progress=False, log=lines.append)
+    out = tmp_path / "point-robot"  # one directory per family
     assert [line[:5] for line in lines if line.startswith("[")] == [
         "[1/4]", "[2/4]", "[3/4]", "[4/4]"
     ]  # fmt: skip
@@ -49,17 +50,17 @@ def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: 
     }  # fmt: skip
     assert mean["macaw_adapted"] == task["macaw_adapted"]  # one held-out task
     for name in ("macaw", "mt_ft"):
-        steps = [json.loads(x)["meta_step"] for x in (tmp_path / name / "metrics.jsonl").open()]
+        steps = [json.loads(x)["meta_step"] for x in (out / name / "metrics.jsonl").open()]
         assert steps == [1, 2, 3, 4]
     with Image.open(summary["plot"]) as image:
         assert image.size == (700, 450)
-    assert json.loads((tmp_path / "demo_results.json").read_text())["rows"] == summary["rows"]
+    assert json.loads((out / "demo_results.json").read_text())["rows"] == summary["rows"]
     text = format_summary(summary)
     assert "MACAW adapted" in text and "MT+FT fine-tuned" in text and str(tmp_path) in text
 
     again = run_demo(TINY, tmp_path, progress=False, log=lines.append)  # reuses data and runs
     for name in ("macaw", "mt_ft"):
-        assert len((tmp_path / name / "metrics.jsonl").read_text().splitlines()) == 4
+        assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 4
     assert again["rows"][0]["behaviour_final"] == task["behaviour_final"]
 
 

@@ -106,3 +106,5 @@ def test_shared_storage_check_sees_every_node(tmp_path: Path, two_nodes: Cluster
 
     check_shared(tmp_path / "root")  # both raylets share this machine's disk
     assert not list((tmp_path / "root").iterdir())  # the marker is removed again
+    (tmp_path / "root" / "manifest.json").write_text("{}")
+    check_shared(tmp_path / "root", probe="manifest.json")  # read-only: compares its content

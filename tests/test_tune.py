@@ -88,6 +88,10 @@ def write_spec(path: Path, text: str) -> Path:
         ("config: {data_root: $NOT_SET_ANYWHERE}\n", "unset environment variable"),
         ("config: {}\nfinetune: {budgets: [0]}\n", "budgets must be positive"),
         ("name: x\n", "needs a 'config' section"),
+        ("config: {stop_meta_steps: 5}\n", "are run options"),
+        ("config: {}\nvariants: {a: {seed: 1}}\n", "unknown setting of variant 'a' 'seed'"),
+        ("config: {outer_policy_lr: fast}\n", "must be a number"),
+        ("config: {}\nsearch: {outer_policy_lr: {uniform: [1e-5, x]}}\n", "is not a number"),
     ],
 )
 def test_bad_experiment_files_name_the_fix(tmp_path: Path, text: str, needle: str) -> None:
@@ -96,11 +100,35 @@ def test_bad_experiment_files_name_the_fix(tmp_path: Path, text: str, needle: st
     assert needle in str(error.value)
 
 
-def test_asha_grace_period_must_cover_an_evaluation(smoke_root: str, tmp_path: Path) -> None:
-    spec = load_tune_spec(CONFIGS / "smoke/learning_rates.yaml", {"data_root": smoke_root})
-    spec = replace(spec, scheduler=replace(spec.scheduler, grace_period=1))
-    with pytest.raises(RunConfigError, match="grace_period 1 is shorter"):
+@pytest.mark.parametrize(
+    ("grace_period", "overrides", "needle"),
+    [
+        (1, {}, "grace_period 1 is shorter"),
+        (7, {}, "beyond the end of the trials"),
+        (2, {"evaluation_interval": 0}, "evaluation_interval is off"),
+    ],
+)
+def test_asha_needs_an_evaluation_before_each_rung(
+    smoke_root: str, grace_period: int, overrides: dict, needle: str
+) -> None:
+    spec = load_tune_spec(
+        CONFIGS / "smoke/learning_rates.yaml", {"data_root": smoke_root, **overrides}
+    )
+    spec = replace(spec, scheduler=replace(spec.scheduler, grace_period=grace_period))
+    with pytest.raises(RunConfigError, match=needle):
         spec.validate()
+
+
+def test_yaml_numbers_without_a_dot_and_extends(tmp_path: Path) -> None:
+    child = write_spec(
+        tmp_path / "child.yaml",
+        f"extends: {CONFIGS / 'smoke/grid.yaml'}\nconfig: {{outer_value_lr: 1e-5}}\n"
+        "search: {outer_policy_lr: {loguniform: [1e-5, 1e-3]}}\n",
+    )
+    spec = load_tune_spec(child)
+    assert spec.name == "child"  # its own name, not the parent's
+    assert spec.base_config().outer_value_lr == 1e-5 and spec.seeds == (0, 1)
+    assert spec.search["outer_policy_lr"] == {"loguniform": [1e-5, 1e-3]}
 
 
 def test_a_trial_with_impossible_settings_is_refused_before_tune_starts(smoke_root: str) -> None:

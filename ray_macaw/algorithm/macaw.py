@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from ray_macaw.algorithm.validation import resolve_split
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
 from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.macaw import MACAWModel
 from ray_macaw.shared_storage import check_shared
@@ -107,7 +109,8 @@ class MACAW(Algorithm):
     def _setup_macaw(self, cfg: MACAWConfig) -> None:
         assert cfg.data_root is not None  # validate() refuses a config without one
         self.data_root: str = cfg.data_root
-        check_shared(self.data_root)  # workers and evaluation tasks read it on any node
+        # Workers and evaluation tasks read the data on any node; nothing is written to it.
+        check_shared(Path(self.data_root) / cfg.family, probe=MANIFEST_NAME)
         self.split = resolve_split(cfg)
         data = TaskDatasets(self.data_root, cfg.family)
         manifest = data.manifest

@@ -50,6 +50,21 @@ class RunConfigError(RayMacawError, ValueError):
     """A run file that cannot be used as it is."""
 
 
+def _number(key: str, value: Any, path: str | Path | None) -> Any:
+    """YAML reads `1e-4` (no dot) as a string: read it as the number the setting takes."""
+    default = ALL_SETTINGS.get(key)
+    numeric = isinstance(default, int | float) and not isinstance(default, bool)
+    if not numeric or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise RunConfigError(
+            f"setting '{key}' must be a number, got '{value}'", f"write e.g. {key}: {default}", path
+        ) from None
+    return int(number) if isinstance(default, int) and number.is_integer() else number
+
+
 def load_run_file(path: str | Path) -> tuple[MACAWConfig, RunOptions]:
     """Read a YAML run file into a MACAWConfig and run options."""
     path = Path(path)
@@ -77,6 +92,7 @@ def config_from_dict(
                 "the settings in ray_macaw/algorithm/config.py",
                 path,
             )
+    doc = {k: _number(k, v, path) for k, v in doc.items()}
     config = MACAWConfig()
     if "preset" in doc:  # a Table 4 column first; explicit settings override it
         config.preset(doc["preset"])

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ray_macaw.algorithm.config import MACAWConfig
 from ray_macaw.algorithm.macaw import MACAW
-from ray_macaw.algorithm.run_config import RunOptions
+from ray_macaw.algorithm.run_config import RunConfigError, RunOptions
 
 LATEST = "latest"
 METRICS_FILE = "metrics.jsonl"
@@ -53,10 +53,12 @@ def train(
     checkpoint = _last_checkpoint(out) if resume else None
     if checkpoint is not None:
         algo = MACAW.from_checkpoint(str(checkpoint))  # type: ignore[assignment]
+        _check_same_run(algo, config, checkpoint)
         log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")
-        _truncate_metrics(out / METRICS_FILE, algo.num_meta_steps)
     else:
         algo = config.build_algo()  # type: ignore[assignment]
+    # Rows a dead run wrote after its last checkpoint are redone; a fresh run starts a new log.
+    _truncate_metrics(out / METRICS_FILE, algo.num_meta_steps)
     bar = tqdm(
         total=options.stop_meta_steps,
         initial=algo.num_meta_steps,
@@ -83,8 +85,9 @@ def train(
                     line = _progress_line(view, time.perf_counter() - start)
                     (tqdm.write if progress else log)(line)
                 if step % options.checkpoint_every == 0 or step >= options.stop_meta_steps:
+                    metrics.flush()  # the log reaches the checkpoint's step before it exists
+                    os.fsync(metrics.fileno())
                     save_checkpoint(algo, out)
-                    metrics.flush()
     finally:
         bar.close()
         algo.stop()
@@ -94,16 +97,37 @@ def train(
 
 def save_checkpoint(algo: MACAW, out: Path) -> Path:
     """Write `<out>/latest` so that a crash at any moment leaves a complete checkpoint: the new one
-    is written beside it, then swapped in by renames (the old one is kept until the swap)."""
+    is written beside it and swapped in by renames; the old one is deleted only once the new one
+    is in place (after a crash mid-swap, `latest.previous` is the whole one)."""
     latest, staging, previous = out / LATEST, out / f"{LATEST}.saving", out / f"{LATEST}.previous"
     shutil.rmtree(staging, ignore_errors=True)
     algo.save_to_path(str(staging))
-    shutil.rmtree(previous, ignore_errors=True)
     if latest.exists():
+        shutil.rmtree(previous, ignore_errors=True)
         os.replace(latest, previous)
     os.replace(staging, latest)
     shutil.rmtree(previous, ignore_errors=True)
     return latest
+
+
+def _check_same_run(algo: MACAW, config: MACAWConfig, checkpoint: Path) -> None:
+    """Refuse to resume a checkpoint written for another family, data root or network."""
+
+    def value(config: MACAWConfig, name: str) -> Any:
+        v = getattr(config, name)
+        return tuple(v) if isinstance(v, list) else v
+
+    saved, wanted = algo.config, config
+    names = ("family", "data_root", "hidden", "policy_layer", "value_layer", "objective")
+    differ = [n for n in names if value(saved, n) != value(wanted, n)]
+    if differ:
+        algo.stop()
+        what = ", ".join(f"{n} {getattr(saved, n)!r} (not {getattr(wanted, n)!r})" for n in differ)
+        raise RunConfigError(
+            f"the checkpoint to resume belongs to another run: {what}",
+            "give this run its own --out, or delete the old run's directory",
+            checkpoint,
+        )
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:

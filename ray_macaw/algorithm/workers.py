@@ -133,9 +133,12 @@ def assign_tasks(task_ids: Sequence[int], num_workers: int) -> list[list[int]]:
 
 
 def worker_options(config: Any) -> dict[str, Any]:
-    """Resources and placement of inner-loop workers (spread over the cluster's nodes)."""
-    return {
+    """Resources and placement of inner-loop workers: inside a Tune trial, in the trial's
+    placement group (which reserved their bundles); otherwise spread over the cluster's nodes."""
+    options: dict[str, Any] = {
         "num_cpus": config.num_cpus_per_inner_worker,
         "num_gpus": config.num_gpus_per_inner_worker,
-        "scheduling_strategy": "SPREAD",
     }
+    if ray.util.get_current_placement_group() is None:
+        options["scheduling_strategy"] = "SPREAD"
+    return options

@@ -64,9 +64,12 @@ def load_runs(path: str | Path) -> list[Run]:
     for trial in trials:
         label = ", ".join(_label_part(k, params[trial].get(k)) for k in varied) or path.name
         run = Run(trial.name, label, int(params[trial].get("seed") or 0))
-        for result in _json_lines(trial / "result.json"):
-            _add_point(run, result.get("evaluation"), result.get("training_iteration"))
-        run.error = (trial / "error.txt").exists()
+        # A trial retried from a checkpoint reports the steps after it again: the last one counts.
+        rows = {r.get("training_iteration"): r for r in _json_lines(trial / "result.json")}
+        for step, result in sorted((k, v) for k, v in rows.items() if k is not None):
+            _add_point(run, result.get("evaluation"), step)
+        last = rows[max(k for k in rows if k is not None)] if rows else {}
+        run.error = (trial / "error.txt").exists() and not last.get("done", False)
         if (trial / FINETUNE_FILE).exists():
             run.finetune = json.loads((trial / FINETUNE_FILE).read_text())
         runs.append(run)

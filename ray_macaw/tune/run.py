@@ -15,10 +15,16 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ray_macaw.algorithm.macaw import MACAW
 from ray_macaw.algorithm.run_config import RunConfigError
+from ray_macaw.errors import RayMacawError
+from ray_macaw.ray_setup import ensure_ray
 from ray_macaw.tune.spec import TuneSpec
 
 SPEC_FILE = "ray_macaw_tune.yaml"  # the spec, saved in the experiment directory for reports
 FINETUNE_FILE = "finetune.json"  # per trial: online fine-tuning summary (spec.finetune)
+
+
+class TrialsFailedError(RayMacawError, RuntimeError):
+    """Some trials of an experiment ended with an error."""
 
 
 class VariantValue:
@@ -110,9 +116,13 @@ def build_tuner(spec: TuneSpec, space: dict[str, Any] | None = None) -> tune.Tun
     )
 
 
-def run_tune(spec: TuneSpec, *, resume: bool = False, log: Any = print) -> dict[str, Any]:
-    """Validate, run (or resume) the experiment, fine-tune if asked; returns a summary."""
-    spec.validate()
+def run_tune(
+    spec: TuneSpec, *, resume: bool = False, address: str | None = None, log: Any = print
+) -> dict[str, Any]:
+    """Validate every trial, then join or start Ray (`address`), run or resume the experiment,
+    fine-tune if asked; returns a summary. Raises `TrialsFailedError` if any trial failed."""
+    spec.validate()  # fix-it errors before Ray starts
+    ensure_ray(address)
     path = experiment_path(spec)
     exists = tune.Tuner.can_restore(path)
     if exists and not resume:
@@ -121,6 +131,7 @@ def run_tune(spec: TuneSpec, *, resume: bool = False, log: Any = print) -> dict[
             "pass --resume to continue it, or give it another name (--name)",
         )
     if exists:
+        _warn_if_changed(spec, path, log)
         log(f"resuming {path}")
         tuner = tune.Tuner.restore(
             path, trainable=MACAW, resume_unfinished=True, resume_errored=True
@@ -131,20 +142,37 @@ def run_tune(spec: TuneSpec, *, resume: bool = False, log: Any = print) -> dict[
     results = tuner.fit()
     trials = []
     for result in results:
-        trials.append(
-            {
-                "trial_dir": str(result.path),
-                "error": None if result.error is None else str(result.error),
-                "meta_steps": (result.metrics or {}).get("training_iteration"),
-                "held_out": (result.metrics or {}).get("held_out"),
-                "checkpoint": None if result.checkpoint is None else result.checkpoint.path,
-            }
+        metrics = result.metrics or {}
+        trial = {
+            "trial_dir": str(result.path),
+            "error": None if result.error is None else str(result.error),
+            "meta_steps": metrics.get("training_iteration"),
+            "held_out": metrics.get("held_out"),
+            "checkpoint": None if result.checkpoint is None else result.checkpoint.path,
+        }
+        finished = metrics.get("training_iteration") == spec.stop_meta_steps
+        if spec.finetune is not None and result.error is None and finished:
+            trial["finetune"] = _finetune_trial(spec, result, log)  # not ASHA-stopped ones
+        trials.append(trial)
+    errored = [t["trial_dir"] for t in trials if t["error"] is not None]
+    log(f"{len(trials)} trials, {len(errored)} errored; results in {path}")
+    if errored:
+        raise TrialsFailedError(
+            f"{len(errored)} of {len(trials)} trials failed: {', '.join(errored)}",
+            "read error.txt in each trial directory, fix the cause, then re-run with --resume "
+            "(finished trials are kept)",
+            path,
         )
-        if spec.finetune is not None and result.checkpoint is not None:
-            trials[-1]["finetune"] = _finetune_trial(spec, result, log)
-    errors = sum(t["error"] is not None for t in trials)
-    log(f"{len(trials)} trials, {errors} errored; results in {path}")
     return {"experiment": path, "trials": trials}
+
+
+def _warn_if_changed(spec: TuneSpec, path: str, log: Any) -> None:
+    saved = Path(path) / SPEC_FILE
+    if saved.exists() and saved.read_text() != spec.to_yaml():
+        log(
+            f"warning: the experiment file or --set values differ from {saved}; a resumed "
+            "experiment keeps the settings it started with (start a new --name to change them)"
+        )
 
 
 def _save_spec(spec: TuneSpec, path: str) -> None:

@@ -32,7 +32,7 @@ import yaml
 
 from ray_macaw.algorithm.config import ALL_SETTINGS, MACAWConfig
 from ray_macaw.algorithm.finetune import FineTuneConfig
-from ray_macaw.algorithm.run_config import RunConfigError, config_from_dict
+from ray_macaw.algorithm.run_config import RUN_KEYS, RunConfigError, config_from_dict
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 
 DEFAULT_METRIC = "held_out/post_adaptation_return_mean"  # see algorithm/metrics.py HELD_OUT
@@ -125,12 +125,29 @@ class TuneSpec:
                     f"trial ({where}seed {settings.get('seed')}): {e.problem}", e.fix, e.path
                 ) from e
             intervals.add(config.evaluation_interval)
-        if self.scheduler.type == "asha" and self.scheduler.grace_period < max(intervals):
+        if self.scheduler.type == "asha":
+            self._check_asha(intervals)
+
+    def _check_asha(self, intervals: set[Any]) -> None:
+        """ASHA ranks trials on the held-out return: it must be measured before each rung."""
+        asha = self.scheduler
+        if any(not isinstance(i, int) or i < 1 for i in intervals):
             raise RunConfigError(
-                f"ASHA's grace_period {self.scheduler.grace_period} is shorter than the "
+                "ASHA needs held-out evaluations, but evaluation_interval is off",
+                "set evaluation_interval to a positive number of meta-steps",
+            )
+        if asha.grace_period < max(intervals):
+            raise RunConfigError(
+                f"ASHA's grace_period {asha.grace_period} is shorter than the "
                 f"evaluation_interval {max(intervals)}: trials would be cut before their first "
                 "held-out evaluation",
                 "raise scheduler.grace_period or lower evaluation_interval",
+            )
+        if asha.grace_period > (asha.max_t or self.stop_meta_steps):
+            raise RunConfigError(
+                f"ASHA's grace_period {asha.grace_period} is beyond the end of the trials "
+                f"({asha.max_t or self.stop_meta_steps} meta-steps)",
+                "lower scheduler.grace_period or raise stop_meta_steps / scheduler.max_t",
             )
 
     def to_yaml(self) -> str:
@@ -143,11 +160,11 @@ class TuneSpec:
 
 
 def representative_values(value: Any) -> list[Any]:
-    """A grid's values, or one value of a sampler (its first argument: a choice or the low end)."""
+    """The values validation tries: a grid's or choice's every value, a range's two ends."""
     if isinstance(value, list):
         return value
     ((kind, args),) = value.items()
-    return list(args) if kind == "grid_search" else [args[0]]
+    return list(args) if kind in ("grid_search", "choice") else list(args[:2])
 
 
 def load_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneSpec:
@@ -163,7 +180,8 @@ def load_tune_spec(path: str | Path, overrides: dict[str, Any] | None = None) ->
                 path,
             )
         config = {**(parent.get("config") or {}), **(doc.get("config") or {})}
-        doc = {**parent, **{k: v for k, v in doc.items() if k != "extends"}, "config": config}
+        inherited = {k: v for k, v in parent.items() if k != "name"}  # name: this file's own
+        doc = {**inherited, **{k: v for k, v in doc.items() if k != "extends"}, "config": config}
     if "config" not in doc:
         raise RunConfigError(
             "an experiment file needs a 'config' section (the settings every trial shares)",
@@ -195,15 +213,27 @@ def spec_from_dict(doc: dict[str, Any], path: Path, overrides: dict[str, Any]) -
     """Check every section of an experiment file and build its `TuneSpec`."""
     _refuse_unknown(doc, TOP_KEYS, "experiment key", path)
     config = _expand({**(doc["config"] or {}), **overrides})
+    run_keys = sorted(set(config) & RUN_KEYS)
+    if run_keys:
+        raise RunConfigError(
+            f"{run_keys} are run options, not shared settings",
+            "give stop_meta_steps / checkpoint_every as top-level keys of the experiment file "
+            "(Tune writes under storage_path/name, so out and log_every do not apply)",
+            path,
+        )
     config_from_dict(config, path)  # unknown or malformed shared settings fail here
     variants = doc.get("variants") or {}
     for name, settings in variants.items():
-        _refuse_unknown(settings or {}, VARIABLE, f"setting of variant '{name}'", path)
+        # Seeds are their own grid, crossed with every variant.
+        _refuse_unknown(settings or {}, VARIABLE - {"seed"}, f"setting of variant '{name}'", path)
         variants[name] = settings or {}
     search = doc.get("search") or {}
     _refuse_unknown(search, VARIABLE, "search setting", path)
     for key, value in search.items():
         _check_sampler(key, value, path)
+        if isinstance(value, dict) and next(iter(value)) in ("uniform", "loguniform", "quniform"):
+            kind = next(iter(value))  # YAML reads 1e-4 (no dot) as a string
+            search[key] = {kind: [_float(x, key, path) for x in value[kind]]}
     clash = set(search) & {k for v in variants.values() for k in v}
     if clash:
         raise RunConfigError(
@@ -280,6 +310,15 @@ def _check_sampler(key: str, value: Any, path: Path) -> None:
         "write e.g. [1.0e-4, 3.0e-4] or {loguniform: [1.0e-5, 1.0e-3]}",
         path,
     )
+
+
+def _float(value: Any, key: str, path: Path) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RunConfigError(
+            f"search '{key}': '{value}' is not a number", "write numbers like 1.0e-4", path
+        ) from None
 
 
 def _check_counts(spec: TuneSpec, path: Path) -> None:
