@@ -35,7 +35,8 @@ class FineTuneConfig:
         batch_size: Uniform rows of the aggregate buffer per update.
         value_lr: Adam lr of the value network (spec §7.3: 1e-5).
         policy_lr: Adam lr of the policy (spec §7.3: 1e-5).
-        exploration_sigma: Action noise of the exploration trajectories (0.2).
+        exploration_sigma: Action noise of the exploration trajectories, in units of the action
+            half-range (0.2: spec §7.3 for actions in [-1, 1]).
         eval_episodes: Deterministic episodes per measurement (spec §7.3: 3).
         gamma: Discount of the online transitions' MC returns (the data's gamma).
         num_cpus_per_task: CPUs of each held-out task's actor.
@@ -86,9 +87,14 @@ def explore(
     rng: np.random.Generator,
     transform: Callable[[np.ndarray], np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """One noisy trajectory, as buffer columns with its MC returns (spec §7.3 step 4)."""
+    """One noisy trajectory, as buffer columns with its MC returns (spec §7.3 step 4).
+
+    The noise is `sigma` times the action half-range: exactly sigma for MuJoCo's [-1, 1] actions
+    (the spec), and proportionally less for point-robot's [-0.1, 0.1], where sigma 0.2 would
+    drown every action in clipped noise."""
     space = env.action_space
     assert isinstance(space, gym.spaces.Box)
+    sigma = sigma * (space.high - space.low) / 2
     obs, _ = env.reset(seed=int(rng.integers(2**31)))
     steps: dict[str, list] = {"obs": [], "actions": [], "rewards": [], "next_obs": []}
     terminated = truncated = False
