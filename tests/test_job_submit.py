@@ -41,6 +41,14 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "PATH": f"{BIN}:{os.environ['PATH']}",
     }
     port, dashboard = free_port(), free_port()
+    # Every agent port of its own: another Ray on this machine (a test's local Ray, a user's
+    # job) holding a default port would leave the job agent down ("No available agent").
+    agent_ports = [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+    ]
     temp = tmp_path_factory.mktemp("ray-head")
     process = subprocess.Popen(
         [
@@ -54,6 +62,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
+            *agent_ports,
             f"--temp-dir={temp}",
             "--disable-usage-stats",
         ],

@@ -83,9 +83,10 @@ def test_interrupted_grid_resumes_and_reports(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert iterations(first) == list(range(1, STOP + 1))  # not run again
     steps = iterations(second)
-    assert steps[-1] == STOP
-    restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
-    assert steps[restart] - 1 in (20, 40), "resumed from its checkpoint, not from scratch"
+    assert steps[-1] == STOP and set(steps) == set(range(1, STOP + 1))
+    # Continued from its checkpoint: never started over (step 1 once), at most a few steps
+    # after the checkpoint redone.
+    assert steps.count(1) == 1 and len(steps) - STOP < 20
     for trial in (first, second):
         assert sorted(p.name for p in trial.glob("checkpoint_*"))  # both trials checkpointed
 
