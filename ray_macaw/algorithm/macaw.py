@@ -37,8 +37,8 @@ from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.macaw import MACAWModel
-from ray_macaw.shared_storage import check_shared
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+from ray_macaw.shared_storage import check_shared
 from ray_macaw.tasks import get_task_family
 
 
