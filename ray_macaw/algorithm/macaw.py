@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ class MACAW(Algorithm):
             skipped=self.num_skipped_steps,
         )
 
-    def _finite(self, stats: dict[str, float], norms: dict[str, float]) -> bool:
+    def _finite(self, stats: Mapping[str, float], norms: Mapping[str, float]) -> bool:
         """False (update skipped and counted) for a non-finite loss or gradient; with
         `non_finite_loss="stop"`, an error instead."""
         if np.isfinite([*stats.values(), *norms.values()]).all():
@@ -349,6 +350,7 @@ class MACAW(Algorithm):
 
     @override(Algorithm)
     def cleanup(self) -> None:
-        if getattr(self, "pool", None) is not None:
-            self.pool.stop()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.stop()
         super().cleanup()

@@ -141,7 +141,7 @@ def run_tune(
         _save_spec(spec, path)
     results = tuner.fit()
     trials = []
-    for result in results:
+    for result in (results[i] for i in range(len(results))):
         metrics = result.metrics or {}
         trial = {
             "trial_dir": str(result.path),
@@ -154,7 +154,7 @@ def run_tune(
         if spec.finetune is not None and result.error is None and finished:
             trial["finetune"] = _finetune_trial(spec, result, log)  # not ASHA-stopped ones
         trials.append(trial)
-    errored = [t["trial_dir"] for t in trials if t["error"] is not None]
+    errored = [str(t["trial_dir"]) for t in trials if t["error"] is not None]
     log(f"{len(trials)} trials, {len(errored)} errored; results in {path}")
     if errored:
         raise TrialsFailedError(

@@ -113,7 +113,7 @@ class TuneSpec:
 
     def validate(self, check_data: bool = True) -> None:
         """Build and validate every trial's config (with its data when `check_data`)."""
-        intervals = set()
+        intervals: set[Any] = set()
         for settings in self.trial_settings():
             label = settings.pop("variant", None)
             try:
