@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -61,8 +62,10 @@ def test_collect_two_tasks_with_sac(tmp_path: Path, ray_local: None) -> None:
         rows_per_part=100,
         hyperparameters={"learning_starts": 100},
     )
+    sb3_dirs = set(Path(tempfile.gettempdir()).glob("SB3-*"))
     summary = collect(config, show_progress=False)
     assert sorted(summary["collected"]) == [0, 3] and summary["skipped"] == []
+    assert set(Path(tempfile.gettempdir()).glob("SB3-*")) == sb3_dirs  # SB3 logs nowhere
     for task_id in (0, 3):
         check_task_data(tmp_path, task_id, 400)
         csv_path, png_path = curve_paths(tmp_path / "point-robot", task_id)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -118,6 +119,9 @@ def make_agent(
         **hp,
     )
     agent.replay_buffer.unscale = agent.policy.unscale_action  # type: ignore[union-attr]
+    # SB3's default logger makes a /tmp/SB3-<time> directory on every learn() call; the
+    # collector keeps its own curves, so log nowhere.
+    agent.set_logger(Logger(folder=None, output_formats=[]))
     return agent
 
 
