@@ -137,11 +137,11 @@ def _train(
 def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Offline adaptation of both models; online fine-tuning of MACAW."""
     from ray_macaw.algorithm.finetune import finetune
-    from ray_macaw.algorithm.macaw import MACAW
+    from ray_macaw.algorithm.checkpoints import open_checkpoint
 
     figures: dict[str, dict[str, Any]] = {}
     for name, path in runs.items():
-        algo: Any = MACAW.from_checkpoint(str(path / LATEST))
+        algo: Any = open_checkpoint(path / LATEST)
         try:
             figures[name] = algo.evaluate_held_out(episodes=plan.eval_episodes)
             if name == "macaw":

@@ -13,6 +13,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from ray_macaw.algorithm.checkpoints import open_checkpoint
 from ray_macaw.algorithm.macaw import MACAW
 from ray_macaw.algorithm.run_config import RunConfigError
 from ray_macaw.errors import RayMacawError
@@ -197,7 +198,7 @@ def _finetune_trial(spec: TuneSpec, result: Any, log: Any) -> dict[str, Any]:
             return json.loads(stream.read())
     log(f"fine-tuning {Path(result.path).name}")
     with result.checkpoint.as_directory() as checkpoint:
-        algo: Any = MACAW.from_checkpoint(checkpoint)
+        algo: Any = open_checkpoint(checkpoint)
         try:
             summary = finetune(algo, spec.finetune)
         finally:
