@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.utils.annotations import override
 
-from ray_macaw.data.samplers import MiddleCentre, Position
+from ray_macaw.algorithm.config_base import DATA, ENVIRONMENT, OfflineMetaConfig
 from ray_macaw.macaw import InnerLoopConfig, LossScale, ModelConfig
 from ray_macaw.macaw.model import Adapt
 from ray_macaw.nn import LayerKind
 
-# Attributes set by the builder methods below, with their defaults (spec §10, appendix Table 4).
-ENVIRONMENT = {
-    "family": "point-robot",
-    "split": None,  # the family's default split when None
-    "family_seed": 0,  # seed of the family's task parameters (must match the data)
-    "train_tasks": None,  # override the split's training task ids
-    "test_tasks": None,  # override the split's held-out task ids
-}
-DATA = {
-    "data_root": None,  # root written by `ray-macaw collect` (ROOT/<family>/manifest.json)
-    "buffer_stride": 7,  # keep every 7th transition of each task's buffer (spec §6.2)
-    "inner_buffer_stride": None,  # stride of the inner and test buffers; None: buffer_stride
-    "inner_buffer_size": -1,  # transitions of the inner (adaptation) buffer; -1: all
-    "inner_buffer_position": "end",  # start / middle / end: where that buffer lies (§6.2)
-    "middle_centre": "half",  # 'half' (true middle) or 'quarter' (the authors' N/4 quirk)
-    "outer_buffer_size": -1,  # transitions of the outer buffer (its last ones); -1: all
-}
+# MACAW's settings beyond the shared ENVIRONMENT and DATA (config_base.py), with their defaults
+# (spec §10, appendix Table 4).
 TRAINING = {
     "task_batch_size": 5,  # tasks per meta-step (Table 4 "task batch size")
     "inner_batch_size": 256,  # contiguous rows per inner batch (spec §4.2)
@@ -89,7 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 ALL_SETTINGS = {**ENVIRONMENT, **DATA, **TRAINING, **WORKERS, **EVALUATION}
 
 
-class MACAWConfig(AlgorithmConfig):
+class MACAWConfig(OfflineMetaConfig):
     """Configuration of `MACAW`: the fluent builder over the settings above.
 
     Example:
@@ -101,19 +86,16 @@ class MACAWConfig(AlgorithmConfig):
         algo = config.build_algo()
     """
 
+    GROUPS: ClassVar[dict[str, dict[str, Any]]] = {
+        "environment": ENVIRONMENT,
+        "data": DATA,
+        "training": TRAINING,
+        "workers": WORKERS,
+        "evaluation": EVALUATION,
+    }
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
     # Declared for type checkers; meanings and defaults are in the dicts above.
-    family: str
-    split: str | None
-    family_seed: int
-    train_tasks: list[int] | None
-    test_tasks: list[int] | None
-    data_root: str | None
-    buffer_stride: int
-    inner_buffer_stride: int | None
-    inner_buffer_size: int
-    inner_buffer_position: Position
-    middle_centre: MiddleCentre
-    outer_buffer_size: int
     task_batch_size: int
     inner_batch_size: int
     outer_batch_size: int
@@ -146,10 +128,7 @@ class MACAWConfig(AlgorithmConfig):
     num_cpus_per_inner_worker: float
     num_gpus_per_inner_worker: float
     max_inner_worker_restarts: int
-    eval_adaptation_batch_size: int
     eval_adaptation_steps: int
-    eval_episodes_per_task: int
-    eval_num_cpus_per_task: float
     eval_finetune_steps: int
     eval_finetune_value_lr: float
     eval_finetune_policy_lr: float
@@ -158,67 +137,6 @@ class MACAWConfig(AlgorithmConfig):
         from ray_macaw.algorithm.macaw import MACAW
 
         super().__init__(algo_class=algo_class or MACAW)
-        for name, value in ALL_SETTINGS.items():
-            setattr(self, name, value)
-        self.evaluation_interval = 250  # type: ignore[assignment]  # spec §7.1: every 250 steps
-        self._is_online = False  # no EnvRunners: MACAW is offline
-
-    def _set(self, group: dict[str, Any], values: dict[str, Any]) -> MACAWConfig:
-        for name, value in values.items():
-            if value is not NotProvided:
-                if name not in group:
-                    raise TypeError(f"unknown MACAW setting {name!r}")
-                setattr(self, name, value)
-        return self
-
-    def preset(self, name: str) -> MACAWConfig:
-        """Apply a column of appendix Table 4: 'standard' (the defaults) or 'ml45'."""
-        if name not in PRESETS:
-            from ray_macaw.errors import unknown_name
-
-            raise unknown_name("preset", name, PRESETS)
-        for key, value in PRESETS[name].items():
-            setattr(self, key, value)
-        return self
-
-    @override(AlgorithmConfig)
-    def environment(
-        self,
-        env: Any = NotProvided,
-        *,
-        family: Any = NotProvided,
-        split: Any = NotProvided,
-        family_seed: Any = NotProvided,
-        train_tasks: Any = NotProvided,
-        test_tasks: Any = NotProvided,
-        **kwargs: Any,
-    ) -> MACAWConfig:
-        """Task family, its split (or explicit task ids), and the seed of its task parameters."""
-        super().environment(env, **kwargs)
-        return self._set(
-            ENVIRONMENT,
-            {
-                "family": family,
-                "split": split,
-                "family_seed": family_seed,
-                "train_tasks": train_tasks,
-                "test_tasks": test_tasks,
-            },
-        )
-
-    @override(AlgorithmConfig)
-    def offline_data(self, *, root: Any = NotProvided, **kwargs: Any) -> MACAWConfig:
-        """The data root and how each task's buffers are cut (see `DATA`)."""
-        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in DATA}
-        super().offline_data(**kwargs)
-        return self._set(DATA, {"data_root": root, **ours})
-
-    @override(AlgorithmConfig)
-    def training(self, **kwargs: Any) -> MACAWConfig:
-        """MACAW's hyperparameters (see `TRAINING` for each one's meaning and default)."""
-        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in TRAINING}
-        super().training(**kwargs)
-        return self._set(TRAINING, ours)
 
     def inner_loop_workers(
         self,
@@ -230,34 +148,12 @@ class MACAWConfig(AlgorithmConfig):
     ) -> MACAWConfig:
         """Ray actors computing per-task meta-gradients (0: the driver does it, vectorised)."""
         return self._set(
-            WORKERS,
+            "workers",
             {
                 "num_inner_loop_workers": num_workers,
                 "num_cpus_per_inner_worker": num_cpus_per_worker,
                 "num_gpus_per_inner_worker": num_gpus_per_worker,
                 "max_inner_worker_restarts": max_restarts,
-            },
-        )
-
-    @override(AlgorithmConfig)
-    def evaluation(
-        self,
-        *,
-        adaptation_batch_size: Any = NotProvided,
-        adaptation_steps: Any = NotProvided,
-        episodes_per_task: Any = NotProvided,
-        num_cpus_per_task: Any = NotProvided,
-        **kwargs: Any,
-    ) -> MACAWConfig:
-        """RLlib's evaluation settings plus the held-out adaptation protocol (spec §7.1)."""
-        super().evaluation(**kwargs)
-        return self._set(
-            EVALUATION,
-            {
-                "eval_adaptation_batch_size": adaptation_batch_size,
-                "eval_adaptation_steps": adaptation_steps,
-                "eval_episodes_per_task": episodes_per_task,
-                "eval_num_cpus_per_task": num_cpus_per_task,
             },
         )
 
@@ -269,23 +165,6 @@ class MACAWConfig(AlgorithmConfig):
         from ray_macaw.algorithm.validation import validate_macaw_config
 
         validate_macaw_config(self, check_data)
-
-    def inner_buffer(self) -> dict[str, Any]:
-        """`select_rows` settings of the inner (adaptation) buffers and of the held-out tasks'
-        test buffers, which the authors cut the same way (spec §6.2)."""
-        stride = (
-            self.buffer_stride if self.inner_buffer_stride is None else self.inner_buffer_stride
-        )
-        return {
-            "size": self.inner_buffer_size,
-            "stride": stride,
-            "position": self.inner_buffer_position,
-            "middle_centre": self.middle_centre,
-        }
-
-    def outer_buffer(self) -> dict[str, Any]:
-        """`select_rows` settings of the outer buffers: always their last rows (spec §6.2)."""
-        return {"size": self.outer_buffer_size, "stride": self.buffer_stride}
 
     def model_config(self, obs_dim: int, act_dim: int) -> ModelConfig:
         """The networks and learned inner-loop hyperparameters."""

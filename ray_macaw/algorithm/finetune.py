@@ -216,7 +216,8 @@ def _stderr(values: np.ndarray) -> float:
 
 
 def finetune(algo: Any, config: FineTuneConfig) -> dict[str, Any]:
-    """Fine-tune every held-out task of a trained `MACAW` in parallel actors; Table 1 summary.
+    """Fine-tune every held-out task of a trained `MACAW` or `PEARL` in parallel actors (the
+    algorithm's `fine_tune_actor`); Table 1 summary.
 
     Each finished actor is stopped at once, so its CPUs go to the tasks still waiting.
     """
@@ -224,9 +225,7 @@ def finetune(algo: Any, config: FineTuneConfig) -> dict[str, Any]:
     settings = asdict(config)
     running: dict[Any, Any] = {}
     for args in algo.held_out_arguments(options):
-        actor = FineTuneActor.options(  # type: ignore[attr-defined]
-            num_cpus=config.num_cpus_per_task
-        ).remote()
+        actor = algo.fine_tune_actor.options(num_cpus=config.num_cpus_per_task).remote()
         running[actor.run.remote(*args, settings)] = actor
     results = []
     try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.samplers import select_rows
@@ -11,13 +12,14 @@ from ray_macaw.tasks import Split, get_task_family
 
 if TYPE_CHECKING:
     from ray_macaw.algorithm.config import MACAWConfig
+    from ray_macaw.algorithm.config_base import OfflineMetaConfig
 
 
 class MACAWConfigError(RayMacawError, ValueError):
     """A MACAW setting that cannot work, and how to fix it."""
 
 
-def resolve_split(config: MACAWConfig) -> Split:
+def resolve_split(config: OfflineMetaConfig) -> Split:
     """The training / held-out task ids: the family's split unless overridden."""
     family = get_task_family(config.family, seed=config.family_seed)
     split = family.split(config.split)
@@ -101,8 +103,22 @@ def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
     except ValueError as e:
         raise MACAWConfigError(str(e), "fix the setting named above") from e
     split = resolve_split(config)
-    if not check_data:
-        return
+    if check_data:
+        check_data_serves(
+            config,
+            split,
+            {
+                "inner": ("inner_batch_size", config.inner_batch_size),
+                "outer": ("outer_batch_size", config.outer_batch_size),
+                "test": ("eval_adaptation_batch_size", config.eval_adaptation_batch_size),
+            },
+        )
+
+
+def check_data_serves(config: Any, split: Split, batches: Mapping[str, tuple[str, int]]) -> None:
+    """The data root holds every task of `split`, collected with the config's family seed, and
+    each task's inner / outer / test buffer has rows for its batch (`batches`: buffer -> (the
+    setting that sizes its batch, that size)). Shared by MACAW and Offline PEARL."""
     if config.data_root is None:
         raise MACAWConfigError(
             "no data root", "set .offline_data(root=...) to a root written by `ray-macaw collect`"
@@ -121,21 +137,21 @@ def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
             f"collect them: ray-macaw collect --family {config.family} --tasks "
             f"{','.join(map(str, missing))} --out {config.data_root}",
         )
-    _check_buffer_sizes(config, data, split)
+    _check_buffer_sizes(config, data, split, batches)
 
 
-def _check_buffer_sizes(config: MACAWConfig, data: TaskDatasets, split: Split) -> None:
+def _check_buffer_sizes(
+    config: Any, data: TaskDatasets, split: Split, batches: Mapping[str, tuple[str, int]]
+) -> None:
     inner, outer = config.inner_buffer(), config.outer_buffer()
     checks = [
-        (task_id, what, settings, batch)
+        (task_id, what, settings)
         for task_id in split.train
-        for what, settings, batch in (
-            ("inner", inner, config.inner_batch_size),
-            ("outer", outer, config.outer_batch_size),
-        )
+        for what, settings in (("inner", inner), ("outer", outer))
     ]
-    checks += [(t, "test", inner, config.eval_adaptation_batch_size) for t in split.test]
-    for task_id, what, settings, batch in checks:
+    checks += [(t, "test", inner) for t in split.test]
+    for task_id, what, settings in checks:
+        setting, batch = batches[what]
         rows = data.task_record(task_id).rows
         try:
             have = len(select_rows(rows, **settings))
@@ -145,9 +161,8 @@ def _check_buffer_sizes(config: MACAWConfig, data: TaskDatasets, split: Split) -
                 "change the inner_buffer_* / outer_buffer_* settings or collect more data",
             ) from None
         if have < batch:
-            setting = "eval_adaptation" if what == "test" else what
             raise MACAWConfigError(
                 f"task {task_id}'s {what} buffer has {have} rows (of {rows}, stride "
                 f"{settings['stride']}), fewer than the {what} batch of {batch}",
-                f"use a smaller {setting}_batch_size or buffer stride, or collect more data",
+                f"use a smaller {setting} or buffer stride, or collect more data",
             )

@@ -1,0 +1,166 @@
+"""`OfflineMetaAlgorithm`: the RLlib plumbing MACAW and Offline PEARL share.
+
+Neither uses RLlib's Learners, EnvRunners or RLModules: both train offline on `TaskDatasets`, keep
+their networks and optimisers in the driver, evaluate held-out tasks in their own Ray tasks, and
+checkpoint plain state. Subclasses provide `_setup_algorithm`, `training_step`,
+`adaptation_options`, `held_out_arguments`, `get_state` / `set_state`, and name the Ray task that
+evaluates one held-out task (`evaluate_task_fn`) and the actor that fine-tunes one online
+(`fine_tune_actor`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import ray
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.callbacks.utils import make_callback
+from ray.rllib.utils import force_list
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+from ray_macaw.algorithm import evaluation as ev
+from ray_macaw.algorithm import metrics as M
+from ray_macaw.algorithm.batches import BufferLayout
+from ray_macaw.algorithm.config_base import OfflineMetaConfig
+from ray_macaw.algorithm.validation import resolve_split
+from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.manifest import MANIFEST_NAME
+from ray_macaw.errors import NonFiniteLossError
+from ray_macaw.shared_storage import check_shared
+
+
+class OfflineMetaAlgorithm(Algorithm):
+    """An offline meta-RL Algorithm over `TaskDatasets` (base of `MACAW` and `PEARL`)."""
+
+    config: Any
+    metrics: MetricsLogger
+    evaluation_config: AlgorithmConfig
+    evaluate_task_fn: ClassVar[Any]  # Ray remote function: one held-out task's evaluation
+    fine_tune_actor: ClassVar[Any]  # Ray actor class: one held-out task's online fine-tuning
+
+    @classmethod
+    @override(Algorithm)
+    def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
+        return False  # evaluation adapts and rolls out in its own Ray tasks
+
+    @override(Algorithm)
+    def setup(self, config: Any) -> None:
+        # Algorithm.setup() always builds a LearnerGroup and EnvRunners; neither is needed here,
+        # so only the attributes the base class reads are set (stack-notes, pattern A).
+        cfg = self.config
+        self.callbacks = [c() for c in force_list(cfg.callbacks_class)]
+        self.local_replay_buffer = None
+        self.remote_requests_in_flight = defaultdict(set)
+        self.env_runner_group = self.eval_env_runner_group = None
+        self.offline_eval_runner_group = self.offline_data = None  # type: ignore[assignment]
+        self.spaces = self.env_to_module_connector = self.module_to_env_connector = None
+        self.learner_group = self._aggregator_actor_manager = None
+        evaluation_config = cfg.get_evaluation_config_object()
+        assert evaluation_config is not None
+        self.evaluation_config = evaluation_config
+        self.evaluation_config.validate()
+        self.evaluation_config.freeze()
+        self.evaluation_dataset = None
+        self.reward_estimators = {}
+        self._set_up_metrics()
+        self.num_meta_steps = 0
+        self.num_skipped_steps = 0
+        self.held_out = M.no_held_out_yet()
+        self._setup_algorithm(cfg)
+        make_callback(
+            "on_algorithm_init",
+            self.callbacks,
+            cfg.callbacks_on_algorithm_init,
+            kwargs={"algorithm": self, "metrics_logger": self.metrics},
+        )
+
+    def _setup_algorithm(self, cfg: Any) -> None:
+        raise NotImplementedError
+
+    def _open_data(self, cfg: OfflineMetaConfig) -> TaskDatasets:
+        """Check the data root is shared, resolve the split and lay out the training tasks'
+        inner and outer buffers (spec §6.2); the driver holds row positions, not data."""
+        assert cfg.data_root is not None  # validate() refuses a config without one
+        self.data_root: str = cfg.data_root
+        # Workers and evaluation tasks read the data on any node; nothing is written to it.
+        check_shared(Path(self.data_root) / cfg.family, probe=MANIFEST_NAME)
+        self.split = resolve_split(cfg)
+        data = TaskDatasets(self.data_root, cfg.family)
+        rows = {t: data.task_record(t).rows for t in self.split.train}
+        self.layout = BufferLayout.build(rows, cfg.inner_buffer(), cfg.outer_buffer())
+        return data
+
+    @override(Algorithm)
+    def step(self) -> dict[str, Any]:
+        """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT)."""
+        results = super().step()
+        evaluation = results.get("evaluation") or {}
+        if M.HELD_OUT_KEYS[1] in evaluation:
+            self.held_out = {k: evaluation[k] for k in M.HELD_OUT_KEYS}
+            self.held_out["meta_step"] = self.num_meta_steps
+        results[M.HELD_OUT] = dict(self.held_out)
+        return results
+
+    def _finite(self, values: Mapping[str, float]) -> bool:
+        """False (update skipped and counted) for a non-finite loss or gradient; with
+        `non_finite_loss="stop"`, an error instead."""
+        if np.isfinite(list(values.values())).all():
+            return True
+        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        return self._non_finite(", ".join(bad))
+
+    def _non_finite(self, what: str) -> bool:
+        """Count a skipped update, or raise with `non_finite_loss="stop"`; returns False."""
+        if self.config.non_finite_loss == "stop":
+            raise NonFiniteLossError(
+                f"non-finite {what} at meta-step {self.num_meta_steps + 1}",
+                "lower the learning rates, check the data (ray-macaw dataset inspect), or set "
+                "non_finite_loss='skip' to skip such steps; resume from the last checkpoint",
+            )
+        self.num_skipped_steps += 1
+        return False
+
+    @override(Algorithm)
+    def evaluate(self, parallel_train_future: Any = None) -> dict[str, Any]:
+        """Spec §7.1 on every held-out task, in parallel; the result lands under `evaluation`."""
+        return self.evaluate_held_out()
+
+    def evaluate_held_out(
+        self, episodes: int | None = None, adaptation_steps: int | None = None
+    ) -> dict[str, Any]:
+        """Pre- and post-adaptation returns per held-out task (options override the config)."""
+        remote = self.evaluate_task_fn.options(num_cpus=self.config.eval_num_cpus_per_task)
+        options = self.adaptation_options(episodes, adaptation_steps)
+        futures = [remote.remote(*args) for args in self.held_out_arguments(options)]
+        return ev.summarise(ray.get(futures))
+
+    def adaptation_options(
+        self, episodes: int | None = None, adaptation_steps: int | None = None
+    ) -> dict[str, Any]:
+        """How a held-out task is adapted offline (spec §7.1, §7.2)."""
+        raise NotImplementedError
+
+    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Per held-out task, the arguments of `evaluate_task_fn` / `fine_tune_actor.run`."""
+        raise NotImplementedError
+
+    def _evaluation_seed(self, task_id: int) -> int:
+        """Seed of a task's adaptation batch and episodes at this meta-step."""
+        seeds = np.random.SeedSequence([self.config.seed or 0, self.num_meta_steps, task_id])
+        return int(seeds.generate_state(1)[0] % 2**31)
+
+    @override(Algorithm)
+    def get_checkpointable_components(self) -> list:
+        return []
+
+    @override(Algorithm)
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        # Algorithm's own version restores EnvRunners, which these algorithms do not have.
+        Checkpointable.restore_from_path(self, path, *args, **kwargs)
