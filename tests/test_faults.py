@@ -169,7 +169,7 @@ def test_checkpoints_of_another_shape_or_a_newer_format_are_refused(
         algo.stop()
         other.stop()
     assert main(["evaluate", str(tmp_path)]) == 2  # a directory that is not a checkpoint
-    assert "no MACAW checkpoint here" in capsys.readouterr().err
+    assert "no checkpoint here" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -1,5 +1,6 @@
-"""Opening MACAW checkpoints safely: a clear error for a wrong path, another format version, or a
-checkpoint of another family or network shape, instead of a traceback from deep in torch.
+"""Opening MACAW and Offline PEARL checkpoints safely: a clear error for a wrong path, another
+format version, or a checkpoint of another algorithm, family or network shape, instead of a
+traceback from deep in torch.
 
 RLlib checkpoints hold pickled state, so they are only ever read from a path the user names
 (`ray-macaw evaluate / finetune CKPT`, `train --resume` reading its own `out`); see
@@ -15,7 +16,7 @@ from typing import Any
 from ray_macaw import __version__
 from ray_macaw.errors import MissingDataError, RayMacawError
 
-FORMAT = 1  # bumped when MACAW's checkpoint state changes incompatibly
+FORMAT = 1  # bumped when the checkpoint state changes incompatibly
 
 
 class CheckpointError(RayMacawError, ValueError):
@@ -27,6 +28,7 @@ def stamp(algo: Any) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "ray_macaw_version": __version__,
+        "algorithm": type(algo).__name__,
         "family": algo.config.family,
         "obs_dim": algo.model_config.obs_dim,
         "act_dim": algo.model_config.act_dim,
@@ -45,7 +47,9 @@ def check_compatible(saved: dict[str, Any] | None, algo: Any) -> None:
             "upgrade ray-macaw to the version that wrote it",
         )
     mine = stamp(algo)
-    differ = [k for k in ("family", "obs_dim", "act_dim", "hidden") if saved[k] != mine[k]]
+    saved = {"algorithm": "MACAW", **saved}  # stamps before Offline PEARL were all MACAW's
+    keys = ("algorithm", "family", "obs_dim", "act_dim", "hidden")
+    differ = [k for k in keys if saved[k] != mine[k]]
     if differ:
         what = ", ".join(f"{k} {saved[k]} (not {mine[k]})" for k in differ)
         raise CheckpointError(
@@ -56,18 +60,19 @@ def check_compatible(saved: dict[str, Any] | None, algo: Any) -> None:
 
 
 def open_checkpoint(path: str | Path) -> Any:
-    """`MACAW.from_checkpoint(path)` with fix-it errors for paths that are not checkpoints."""
-    from ray_macaw.algorithm.macaw import MACAW
+    """The `MACAW` or `PEARL` saved at `path` (RLlib records the class), with fix-it errors for
+    paths that are not checkpoints."""
+    from ray.rllib.algorithms.algorithm import Algorithm
 
     path = Path(path)
     if not (path / "rllib_checkpoint.json").is_file():
         raise MissingDataError(
-            "no MACAW checkpoint here (rllib_checkpoint.json is missing)",
+            "no checkpoint here (rllib_checkpoint.json is missing)",
             "give the checkpoint directory, e.g. OUT/latest of `ray-macaw train`",
             path,
         )
     try:
-        return MACAW.from_checkpoint(str(path))
+        return Algorithm.from_checkpoint(str(path))
     except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
         raise CheckpointError(
             f"the checkpoint cannot be read ({type(e).__name__}: {e})",

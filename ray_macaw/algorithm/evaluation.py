@@ -5,7 +5,7 @@ parallel Ray tasks; each loads its own task's data, so the driver holds none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -47,17 +47,21 @@ def with_zero_task_id(obs: torch.Tensor, one_hot: int) -> torch.Tensor:
 
 
 def adaptation_batch(
-    root: str, family: str, task_id: int, options: Mapping[str, Any]
+    root: str,
+    family: str,
+    task_id: int,
+    options: Mapping[str, Any],
+    columns: Sequence[str] = BATCH_COLUMNS,
 ) -> dict[str, torch.Tensor]:
     """`options["batch_size"]` uniform rows of a held-out task's test buffer (cut like the inner
-    buffers, `options["test_buffer"]`; spec §6.2, §7.1), as tensors."""
+    buffers, `options["test_buffer"]`; spec §6.2, §7.1), as float tensors of `columns`."""
     data = TaskDatasets(root, family).load(task_id)
     buffer = data.buffer(**options.get("test_buffer", {}))
     rows = data.sample_uniform(
         options["batch_size"], np.random.default_rng(options["seed"]), buffer
     )
-    batch = {c: torch.as_tensor(rows[c], dtype=torch.float32) for c in BATCH_COLUMNS}
-    for column in (C.OBS, C.TERMINAL_OBS):
+    batch = {c: torch.as_tensor(rows[c], dtype=torch.float32) for c in columns}
+    for column in {C.OBS, C.TERMINAL_OBS} & set(columns):
         batch[column] = with_zero_task_id(batch[column], int(options.get("one_hot_tasks", 0)))
     return batch
 

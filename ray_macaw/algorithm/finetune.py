@@ -68,7 +68,7 @@ class AggregateBuffer:
 
     @property
     def rows(self) -> int:
-        return len(self.columns[C.MC_RETURN])
+        return len(next(iter(self.columns.values())))
 
     def add(self, steps: Mapping[str, np.ndarray]) -> None:
         for name in self.columns:
@@ -118,6 +118,34 @@ def explore(
     }
 
 
+def online_rounds(
+    cfg: FineTuneConfig,
+    buffer: AggregateBuffer,
+    explore: Callable[[], Mapping[str, np.ndarray]],
+    update: Callable[[], Any],
+    measure: Callable[[], float],
+) -> list[dict[str, Any]]:
+    """Appendix C.2's loop: one exploration trajectory into the aggregate buffer, then
+    `cfg.gradient_steps` updates, until each budget of extra steps; the return at each budget."""
+    online, results = 0, []
+    for budget in sorted(cfg.budgets):
+        while online < budget:
+            steps = explore()
+            buffer.add(steps)
+            online += len(next(iter(steps.values())))
+            for _ in range(cfg.gradient_steps):
+                update()
+        results.append(
+            {
+                "budget": budget,
+                "online_steps": online,
+                "buffer_rows": buffer.rows,
+                "return": measure(),
+            }
+        )
+    return results
+
+
 @ray.remote
 class FineTuneActor:
     """Fine-tunes one held-out task in its own process."""
@@ -153,25 +181,15 @@ class FineTuneActor:
             torch.optim.Adam(adapted.value.parameters(), lr=cfg.value_lr),
             torch.optim.Adam(adapted.policy.parameters(), lr=cfg.policy_lr),
         )
-        online, results = 0, []
-        for budget in sorted(cfg.budgets):
-            while online < budget:
-                steps = explore(env, policy, cfg.exploration_sigma, cfg.gamma, rng, transform)
-                buffer.add(steps)
-                online += len(steps[C.MC_RETURN])
-                for _ in range(cfg.gradient_steps):
-                    value_and_awr_step(
-                        adapted, optimizers, buffer.sample(cfg.batch_size, rng), inner_config
-                    )
-            returns = ev.rollout(env, policy, cfg.eval_episodes, seed)
-            results.append(
-                {
-                    "budget": budget,
-                    "online_steps": online,
-                    "buffer_rows": buffer.rows,
-                    "return": float(np.mean(returns)),
-                }
-            )
+        results = online_rounds(
+            cfg,
+            buffer,
+            explore=lambda: explore(env, policy, cfg.exploration_sigma, cfg.gamma, rng, transform),
+            update=lambda: value_and_awr_step(
+                adapted, optimizers, buffer.sample(cfg.batch_size, rng), inner_config
+            ),
+            measure=lambda: float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed))),
+        )
         return {
             "task_id": task_id,
             "offline_return": offline,

@@ -117,6 +117,7 @@ class MACAW(OfflineMetaAlgorithm):
         """The inner-loop worker actors (empty with 0 workers)."""
         return self.pool.workers if self.pool is not None else []
 
+    @override(OfflineMetaAlgorithm)
     def inner_worker_nodes(self) -> list[str]:
         """The node id of each inner-loop worker (empty with 0 workers)."""
         return self.pool.node_ids() if self.pool is not None else []

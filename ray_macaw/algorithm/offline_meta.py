@@ -97,6 +97,10 @@ class OfflineMetaAlgorithm(Algorithm):
         self.layout = BufferLayout.build(rows, cfg.inner_buffer(), cfg.outer_buffer())
         return data
 
+    def inner_worker_nodes(self) -> list[str]:
+        """The node id of each worker actor the algorithm trains with (none by default)."""
+        return []
+
     @override(Algorithm)
     def step(self) -> dict[str, Any]:
         """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT)."""

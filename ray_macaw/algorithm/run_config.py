@@ -1,10 +1,12 @@
-"""YAML run files for `ray-macaw train`: every MACAWConfig setting by name, plus how to run.
+"""YAML run files for `ray-macaw train`: every setting of the algorithm's config by name, plus
+how to run.
 
+    algorithm: macaw              # optional: 'macaw' (MACAWConfig) or 'pearl' (PEARLConfig)
     family: point-robot
     data_root: /tmp/pr-data
     seed: 0
-    preset: standard              # optional: 'ml45' = appendix Table 4's Meta-World column
-    task_batch_size: 5            # any setting of MACAWConfig (see algorithm/config.py)
+    preset: standard              # optional: 'ml45', Table 4's (PEARL: Table 2's) ML45 column
+    task_batch_size: 5            # any setting of the config (algorithm/config.py, pearl_config.py)
     evaluation_interval: 250
     stop_meta_steps: 10000        # run options
     checkpoint_every: 1000
@@ -21,8 +23,13 @@ from typing import Any
 
 import yaml
 
-from ray_macaw.algorithm.config import ALL_SETTINGS, MACAWConfig
+from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithm.config_base import OfflineMetaConfig
+from ray_macaw.algorithm.pearl_config import PEARLConfig
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
+
+# `algorithm:` values and their config classes.
+ALGORITHMS: dict[str, type[OfflineMetaConfig]] = {"macaw": MACAWConfig, "pearl": PEARLConfig}
 
 
 @dataclass(frozen=True)
@@ -43,16 +50,18 @@ class RunOptions:
 
 
 RUN_KEYS = {f.name for f in fields(RunOptions)}
-OTHER_KEYS = {"seed", "evaluation_interval", "preset"}
+OTHER_KEYS = {"algorithm", "seed", "evaluation_interval", "preset"}
+# Every setting some algorithm has (what experiment files may name).
+ANY_SETTING = {k for config in ALGORITHMS.values() for k in config.settings()}
 
 
 class RunConfigError(RayMacawError, ValueError):
     """A run file that cannot be used as it is."""
 
 
-def _number(key: str, value: Any, path: str | Path | None) -> Any:
+def _number(key: str, value: Any, settings: dict[str, Any], path: str | Path | None) -> Any:
     """YAML reads `1e-4` (no dot) as a string: read it as the number the setting takes."""
-    default = ALL_SETTINGS.get(key)
+    default = settings.get(key)
     numeric = isinstance(default, int | float) and not isinstance(default, bool)
     if not numeric or not isinstance(value, str):
         return value
@@ -79,26 +88,45 @@ def load_run_file(path: str | Path) -> tuple[MACAWConfig, RunOptions]:
     return config_from_dict(doc, path)
 
 
-def config_from_dict(
+def algorithm_config(
     doc: dict[str, Any], path: str | Path | None = None
-) -> tuple[MACAWConfig, RunOptions]:
-    """Build a MACAWConfig and RunOptions from flat settings; unknown keys are errors."""
-    known = set(ALL_SETTINGS) | RUN_KEYS | OTHER_KEYS
+) -> type[OfflineMetaConfig]:
+    """The config class named by the settings' `algorithm:` (MACAW when absent)."""
+    name = doc.get("algorithm", "macaw")
+    if name not in ALGORITHMS:
+        raise RunConfigError(
+            f"unknown algorithm '{name}'",
+            f"{did_you_mean(str(name), ALGORITHMS)}use one of {sorted(ALGORITHMS)}",
+            path,
+        )
+    return ALGORITHMS[name]
+
+
+def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tuple[Any, RunOptions]:
+    """Build the algorithm's config (MACAWConfig or PEARLConfig, by `algorithm:`) and
+    RunOptions from flat settings; unknown keys are errors."""
+    config_class = algorithm_config(doc, path)
+    settings = config_class.settings()
+    known = set(settings) | RUN_KEYS | OTHER_KEYS
     for key in doc:
         if key not in known:
+            other = [n for n, c in ALGORITHMS.items() if key in c.settings()]
+            name = doc.get("algorithm", "macaw")
             raise RunConfigError(
-                f"unknown setting '{key}'",
-                f"{did_you_mean(key, known)}remove it or use one of "
-                "the settings in ray_macaw/algorithm/config.py",
+                f"unknown setting '{key}'"
+                + (f" ({', '.join(other)} has it, {name} does not)" if other else ""),
+                f"{did_you_mean(key, known)}remove it or use one of the settings of "
+                f"{config_class.__name__} (ray_macaw/algorithm/)",
                 path,
             )
-    doc = {k: _number(k, v, path) for k, v in doc.items()}
-    config = MACAWConfig()
-    if "preset" in doc:  # a Table 4 column first; explicit settings override it
+    doc = {k: _number(k, v, settings, path) for k, v in doc.items()}
+    config = config_class()
+    if "preset" in doc:  # a Table 4 (PEARL: Table 2) column first; explicit settings override it
         config.preset(doc["preset"])
     for key, value in doc.items():
-        if key in ALL_SETTINGS:
-            setattr(config, key, tuple(value) if key == "hidden" else value)
+        if key in settings:
+            tuples = ("hidden", "encoder_hidden")
+            setattr(config, key, tuple(value) if key in tuples else value)
     if "seed" in doc:
         config.debugging(seed=doc["seed"])
     if "evaluation_interval" in doc:
@@ -108,3 +136,15 @@ def config_from_dict(
         if not isinstance(getattr(options, name), int) or getattr(options, name) < 1:
             raise RunConfigError(f"{name} must be a positive integer", f"set {name}: 1000", path)
     return config, options
+
+
+def shared_settings_for(
+    shared: dict[str, Any], own: dict[str, Any], path: str | Path | None = None
+) -> dict[str, Any]:
+    """A trial's flat settings in an experiment mixing algorithms: the shared `config` section
+    without the settings only other algorithms have (MACAW's inner_batch_size means nothing to
+    PEARL), then the trial's own settings (variant, search, seed), which must all be valid."""
+    merged = {**shared, **own}
+    settings = algorithm_config(merged, path).settings()
+    foreign = ANY_SETTING - set(settings)
+    return {**{k: v for k, v in shared.items() if k not in foreign}, **own}

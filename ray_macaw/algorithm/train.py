@@ -1,4 +1,5 @@
-"""Run a MACAW config to its stop condition: checkpoints, metrics log, resume (`train` command)."""
+"""Run a MACAW or Offline PEARL config to its stop condition: checkpoints, metrics log, resume
+(`train` command)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ray_macaw.algorithm.config import MACAWConfig
-from ray_macaw.algorithm.macaw import MACAW
+from ray_macaw.algorithm.config_base import OfflineMetaConfig
+from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.run_config import RunConfigError, RunOptions
 
 LATEST = "latest"
@@ -25,7 +26,8 @@ def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
     view = {
         "meta_step": result.get("num_meta_steps_lifetime"),
         "time_s": result.get("time_total_s"),
-        **learners.get("macaw", {}),
+        **learners.get("macaw", {}),  # MACAW's losses
+        **learners.get("pearl", {}),  # Offline PEARL's
     }
     evaluation = result.get("evaluation")
     if evaluation:
@@ -34,7 +36,7 @@ def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(
-    config: MACAWConfig,
+    config: OfflineMetaConfig,
     options: RunOptions,
     *,
     resume: bool = False,
@@ -49,10 +51,10 @@ def train(
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     latest = out / LATEST
-    algo: MACAW
+    algo: OfflineMetaAlgorithm
     checkpoint = _last_checkpoint(out) if resume else None
     if checkpoint is not None:
-        algo = MACAW.from_checkpoint(str(checkpoint))  # type: ignore[assignment]
+        algo = config.algo_class.from_checkpoint(str(checkpoint))  # type: ignore[union-attr]
         _check_same_run(algo, config, checkpoint)
         log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")
     else:
@@ -95,7 +97,7 @@ def train(
     return {**view, "checkpoint": str(latest), "inner_worker_nodes": nodes}
 
 
-def save_checkpoint(algo: MACAW, out: Path) -> Path:
+def save_checkpoint(algo: OfflineMetaAlgorithm, out: Path) -> Path:
     """Write `<out>/latest` so that a crash at any moment leaves a complete checkpoint: the new one
     is written beside it and swapped in by renames; the old one is deleted only once the new one
     is in place (after a crash mid-swap, `latest.previous` is the whole one)."""
@@ -110,19 +112,31 @@ def save_checkpoint(algo: MACAW, out: Path) -> Path:
     return latest
 
 
-def _check_same_run(algo: MACAW, config: MACAWConfig, checkpoint: Path) -> None:
-    """Refuse to resume a checkpoint written for another family, data root or network."""
+def _check_same_run(
+    algo: OfflineMetaAlgorithm, config: OfflineMetaConfig, checkpoint: Path
+) -> None:
+    """Refuse to resume a checkpoint written for another algorithm, family, data root or
+    network."""
 
-    def value(config: MACAWConfig, name: str) -> Any:
-        v = getattr(config, name)
+    def value(config: OfflineMetaConfig, name: str) -> Any:
+        v = getattr(config, name, None)
         return tuple(v) if isinstance(v, list) else v
 
     saved, wanted = algo.config, config
-    names = ("family", "data_root", "hidden", "policy_layer", "value_layer", "objective")
+    names = (
+        "algorithm_name",
+        "family",
+        "data_root",
+        "hidden",
+        "policy_layer",
+        "value_layer",
+        "objective",
+        "latent_dim",
+    )
     differ = [n for n in names if value(saved, n) != value(wanted, n)]
     if differ:
         algo.stop()
-        what = ", ".join(f"{n} {getattr(saved, n)!r} (not {getattr(wanted, n)!r})" for n in differ)
+        what = ", ".join(f"{n} {value(saved, n)!r} (not {value(wanted, n)!r})" for n in differ)
         raise RunConfigError(
             f"the checkpoint to resume belongs to another run: {what}",
             "give this run its own --out, or delete the old run's directory",
@@ -156,12 +170,16 @@ def _last_checkpoint(out: Path) -> Path | None:
 
 
 def _progress_line(view: dict[str, Any], seconds: float) -> str:
-    parts = [
-        f"step {view['meta_step']}",
-        f"{seconds:.2f} s/step",
-        f"outer V {view.get('outer_value_loss', float('nan')):.3f}",
-        f"outer pi {view.get('outer_policy_loss', float('nan')):.3f}",
-    ]
+    losses = {  # MACAW's, or Offline PEARL's
+        "outer V": "outer_value_loss",
+        "outer pi": "outer_policy_loss",
+        "Q": "qf_loss",
+        "V": "vf_loss",
+        "pi": "policy_loss",
+        "KL": "kl_div",
+    }
+    parts = [f"step {view['meta_step']}", f"{seconds:.2f} s/step"]
+    parts += [f"{label} {view[key]:.3f}" for label, key in losses.items() if key in view]
     if "pre_adaptation_return_mean" in view:
         parts.append(
             f"eval pre {view['pre_adaptation_return_mean']:.2f} -> post "

@@ -1,4 +1,5 @@
-"""Run a `TuneSpec` with Ray Tune: trials are `MACAW` Algorithms; resume; optional fine-tuning.
+"""Run a `TuneSpec` with Ray Tune: trials are MACAW or Offline PEARL Algorithms
+(`MetaRLTrainable`); resume; optional fine-tuning.
 
 Every trial's config is validated before Tune starts, so a typo or missing data fails at once with
 the fix rather than as N errored trials.
@@ -14,11 +15,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ray_macaw.algorithm.checkpoints import open_checkpoint
-from ray_macaw.algorithm.macaw import MACAW
 from ray_macaw.algorithm.run_config import RunConfigError
 from ray_macaw.errors import RayMacawError
 from ray_macaw.ray_setup import ensure_ray
 from ray_macaw.tune.spec import TuneSpec
+from ray_macaw.tune.trainable import SHARED, VARIANT, VARIANT_SETTINGS, MetaRLTrainable
 
 SPEC_FILE = "ray_macaw_tune.yaml"  # the spec, saved in the experiment directory for reports
 FINETUNE_FILE = "finetune.json"  # per trial: online fine-tuning summary (spec.finetune)
@@ -28,14 +29,14 @@ class TrialsFailedError(RayMacawError, RuntimeError):
     """Some trials of an experiment ended with an error."""
 
 
-class VariantValue:
-    """A setting that depends on the trial's variant (a picklable `tune.sample_from` function)."""
+class VariantSettings:
+    """The settings of the trial's variant (a picklable `tune.sample_from` function)."""
 
-    def __init__(self, variants: dict[str, dict[str, Any]], key: str, default: Any) -> None:
-        self.variants, self.key, self.default = variants, key, default
+    def __init__(self, variants: dict[str, dict[str, Any]]) -> None:
+        self.variants = variants
 
-    def __call__(self, spec: Any) -> Any:
-        return self.variants[spec.config["variant"]].get(self.key, self.default)
+    def __call__(self, spec: Any) -> dict[str, Any]:
+        return dict(self.variants[spec.config[VARIANT]])
 
 
 def _domain(value: Any) -> Any:
@@ -51,13 +52,13 @@ def _domain(value: Any) -> Any:
 
 
 def param_space(spec: TuneSpec) -> dict[str, Any]:
-    """The MACAWConfig dict with Tune search-space objects for what varies across trials."""
-    space = spec.base_config().to_dict()
+    """Each trial's flat run-file settings, with Tune search-space objects for what varies
+    across trials (see `tune/trainable.py`)."""
+    space: dict[str, Any] = {SHARED: dict(spec.config)}
     space["seed"] = tune.grid_search(list(spec.seeds))
     if spec.variants:
-        space["variant"] = tune.grid_search(list(spec.variants))
-        for key in {k for v in spec.variants.values() for k in v}:
-            space[key] = tune.sample_from(VariantValue(spec.variants, key, space.get(key)))
+        space[VARIANT] = tune.grid_search(list(spec.variants))
+        space[VARIANT_SETTINGS] = tune.sample_from(VariantSettings(spec.variants))
     for key, value in spec.search.items():
         space[key] = _domain(value)
     return space
@@ -81,7 +82,8 @@ def scheduler(spec: TuneSpec) -> TrialScheduler:
 def trial_name(trial: Any) -> str:
     """`<variant>_seed<k>_<trial id>`: readable names for Tune's table and trial directories."""
     config = trial.config
-    return f"{config.get('variant') or 'macaw'}_seed{config.get('seed')}_{trial.trial_id}"
+    name = config.get(VARIANT) or (config.get(SHARED) or {}).get("algorithm", "macaw")
+    return f"{name}_seed{config.get('seed')}_{trial.trial_id}"
 
 
 def experiment_path(spec: TuneSpec) -> str:
@@ -97,7 +99,7 @@ def build_tuner(spec: TuneSpec, space: dict[str, Any] | None = None) -> tune.Tun
         num_to_keep=spec.keep_checkpoints,
     )
     return tune.Tuner(
-        MACAW,
+        MetaRLTrainable,
         param_space=param_space(spec) if space is None else space,
         tune_config=tune.TuneConfig(
             num_samples=spec.num_samples,
@@ -135,7 +137,7 @@ def run_tune(
         _warn_if_changed(spec, path, log)
         log(f"resuming {path}")
         tuner = tune.Tuner.restore(
-            path, trainable=MACAW, resume_unfinished=True, resume_errored=True
+            path, trainable=MetaRLTrainable, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = build_tuner(spec)

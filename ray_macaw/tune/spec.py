@@ -30,15 +30,20 @@ from typing import Any
 
 import yaml
 
-from ray_macaw.algorithm.config import ALL_SETTINGS, MACAWConfig
 from ray_macaw.algorithm.finetune import FineTuneConfig
-from ray_macaw.algorithm.run_config import RUN_KEYS, RunConfigError, config_from_dict
+from ray_macaw.algorithm.run_config import (
+    ANY_SETTING,
+    RUN_KEYS,
+    RunConfigError,
+    config_from_dict,
+    shared_settings_for,
+)
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 
 DEFAULT_METRIC = "held_out/post_adaptation_return_mean"  # see algorithm/metrics.py HELD_OUT
 SAMPLERS = ("grid_search", "choice", "uniform", "loguniform", "quniform", "randint")
-# Settings a trial may vary: MACAW's own plus the seed and the evaluation cadence.
-VARIABLE = set(ALL_SETTINGS) | {"seed", "evaluation_interval"}
+# Settings a trial may vary: any algorithm's, the algorithm itself, the seed, the eval cadence.
+VARIABLE = ANY_SETTING | {"algorithm", "seed", "evaluation_interval"}
 SCHEDULERS = ("fifo", "asha")
 TOP_KEYS = (
     "extends",
@@ -92,24 +97,29 @@ class TuneSpec:
     finetune: FineTuneConfig | None = None
     description: str = ""
 
-    def base_config(self) -> MACAWConfig:
-        """The shared settings as a MACAWConfig (preset first, then the explicit settings)."""
+    def base_config(self) -> Any:
+        """The shared settings as their algorithm's config (preset first, then the explicit
+        settings)."""
         config, _ = config_from_dict(self.config)
         return config
 
     def trial_settings(self) -> list[dict[str, Any]]:
         """Flat settings of every grid point (variants x seeds x grid values); a sampled
-        setting takes one representative value (its low end). Used to validate before running."""
+        setting takes one representative value (its low end). Used to validate before running.
+        Shared settings only other algorithms have are left out of a trial (`variant` names the
+        trial's variant)."""
         axes: list[list[dict[str, Any]]] = [
             [{"variant": name, **overrides} for name, overrides in self.variants.items()] or [{}],
             [{"seed": seed} for seed in self.seeds],
         ]
         for key, value in self.search.items():
             axes.append([{key: v} for v in representative_values(value)])
-        return [
-            {**self.config, **{k: v for part in combo for k, v in part.items()}}
-            for combo in itertools.product(*axes)
-        ]
+        trials = []
+        for combo in itertools.product(*axes):
+            own = {k: v for part in combo for k, v in part.items()}
+            label = own.pop("variant", None)
+            trials.append({**shared_settings_for(self.config, own), "variant": label})
+        return trials
 
     def validate(self, check_data: bool = True) -> None:
         """Build and validate every trial's config (with its data when `check_data`)."""

@@ -1,0 +1,207 @@
+"""`PEARL`: Offline PEARL (Rakelly et al. 2019, trained on fixed per-task buffers), the
+task-inference baseline of MACAW's Fig. 3 and, with online fine-tuning, of appendix C.2 / Table 1.
+
+An RLlib Algorithm on the same `TaskDatasets`, splits, buffer cuts, evaluation protocol,
+checkpoints and Tune plumbing as `MACAW`. Each `training_step` is one gradient step on a
+meta-batch (`pearl/losses.py`); the networks, their five Adam optimisers and the training tasks'
+transitions live in the driver (PEARL has no per-task inner loop to spread over workers).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
+from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+from ray_macaw.algorithm import checkpoints
+from ray_macaw.algorithm import metrics as M
+from ray_macaw.algorithm import pearl_evaluation as pev
+from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.algorithm.pearl_config import PEARLConfig
+from ray_macaw.data.samplers import uniform_batch
+from ray_macaw.pearl import PEARLModel, meta_batch_step
+from ray_macaw.pearl.losses import TRANSITION_COLUMNS
+from ray_macaw.tasks import get_task_family
+
+LOSSES = "pearl"  # learners/pearl: losses and posterior statistics of each step
+# Each optimiser's network in PEARLModel (the "context" optimiser trains the encoder).
+OPTIMIZED = {"policy": "policy", "qf1": "qf1", "qf2": "qf2", "vf": "vf", "context": "encoder"}
+
+
+class PEARL(OfflineMetaAlgorithm):
+    """Offline PEARL: context encoder + SAC, trained offline on each task's data."""
+
+    config: PEARLConfig
+    evaluate_task_fn = pev.evaluate_task_remote
+    fine_tune_actor = pev.PEARLFineTuneActor
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> PEARLConfig:
+        return PEARLConfig()
+
+    @classmethod
+    @override(Algorithm)
+    def default_resource_request(cls, config: Any) -> PlacementGroupFactory:
+        """Under Tune: the driver (which trains) and an evaluation slot."""
+        cfg = (
+            config
+            if isinstance(config, PEARLConfig)
+            else cls.get_default_config().update_from_dict(config)
+        )
+        return PlacementGroupFactory(
+            [{"CPU": float(cfg.num_cpus_for_main_process)}, {"CPU": cfg.eval_num_cpus_per_task}],
+            strategy=cfg.placement_strategy,
+        )
+
+    def _setup_algorithm(self, cfg: PEARLConfig) -> None:
+        data = self._open_data(cfg)
+        manifest = data.manifest
+        self.data = {}
+        for task_id in self.split.train:
+            columns = data.load(task_id).columns
+            self.data[task_id] = {c: columns[c].astype(np.float32) for c in TRANSITION_COLUMNS}
+        pa.default_memory_pool().release_unused()  # Arrow keeps freed read buffers otherwise
+        env = get_task_family(cfg.family, seed=cfg.family_seed).make_env(self.split.train[0])
+        box = env.action_space  # the networks act in [-1, 1]^d; the model maps to this box
+        assert isinstance(box, gym.spaces.Box)
+        torch.manual_seed(cfg.seed or 0)
+        self.rng = np.random.default_rng(cfg.seed or 0)
+        self.model_config = cfg.model_config(
+            manifest.obs_dim,
+            manifest.act_dim,
+            tuple(float(x) for x in box.low),
+            tuple(float(x) for x in box.high),
+        )
+        self.sac_config = cfg.sac_config()
+        self.model = PEARLModel(self.model_config)
+        self.optimizers = {
+            name: torch.optim.Adam(getattr(self.model, OPTIMIZED[name]).parameters(), lr=lr)
+            for name, lr in cfg.learning_rates().items()
+        }
+
+    def _sample(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(tasks, n, ...) context rows from each sampled task's inner buffer and (tasks, rows,
+        ...) SAC rows from its outer buffer, both uniform (PEARL's non-recurrent sampling)."""
+        cfg = self.config
+        count = min(cfg.task_batch_size, len(self.split.train))
+        tasks = sorted(int(t) for t in self.rng.choice(self.split.train, count, replace=False))
+        picks = {
+            "context": [
+                uniform_batch(self.layout.inner[t], cfg.embedding_batch_size, self.rng)
+                for t in tasks
+            ],
+            "batch": [uniform_batch(self.layout.outer[t], cfg.batch_size, self.rng) for t in tasks],
+        }
+        out = []
+        for rows in picks.values():
+            out.append(
+                {
+                    c: torch.as_tensor(
+                        np.stack([self.data[t][c][r] for t, r in zip(tasks, rows, strict=True)])
+                    )
+                    for c in TRANSITION_COLUMNS
+                }
+            )
+        return out[0], out[1]
+
+    @override(Algorithm)
+    def training_step(self) -> None:
+        """One PEARL step: posterior per task, then the Q (+ encoder), V and policy updates."""
+        start = time.perf_counter()
+        contexts, batch = self._sample()
+        sampled = time.perf_counter()
+        stats, finite = meta_batch_step(
+            self.model, self.optimizers, contexts, batch, self.sac_config
+        )
+        if not finite:  # counted, or raised with non_finite_loss="stop"
+            bad = sorted(k for k, v in stats.items() if not np.isfinite(v))
+            self._non_finite(", ".join(bad) or "loss")
+        self.num_meta_steps += 1
+        log = self.metrics.log_value
+        for name, value in stats.items():
+            log((LEARNER_RESULTS, LOSSES, name), value, reduce="item")
+        log((LEARNER_RESULTS, M.TIMINGS, "sample_s"), sampled - start, reduce="item")
+        log((LEARNER_RESULTS, M.TIMINGS, "update_s"), time.perf_counter() - sampled, reduce="item")
+        rows = batch[TRANSITION_COLUMNS[0]].shape[:2].numel()
+        log(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")
+        log(M.META_STEPS, self.num_meta_steps, reduce="item")
+        log((LEARNER_RESULTS, M.SKIPPED_STEPS), self.num_skipped_steps, reduce="item")
+
+    @override(OfflineMetaAlgorithm)
+    def adaptation_options(
+        self, episodes: int | None = None, adaptation_steps: int | None = None
+    ) -> dict[str, Any]:
+        """Task inference from `eval_adaptation_batch_size` uniform test-buffer rows (PEARL has
+        no adaptation steps; `adaptation_steps` is accepted for the common interface)."""
+        cfg = self.config
+        return {
+            "episodes": episodes or cfg.eval_episodes_per_task,
+            "batch_size": cfg.eval_adaptation_batch_size,
+            "test_buffer": cfg.inner_buffer(),
+            "learning_rates": cfg.learning_rates(),  # PEARL + FT updates at these
+        }
+
+    @override(OfflineMetaAlgorithm)
+    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Per held-out task: (model config, SAC config, weights, root, family, family seed,
+        task id, options with the task's seed); the weights go to the object store once."""
+        import ray
+
+        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        cfg = self.config
+        return [
+            (
+                self.model_config,
+                self.sac_config,
+                weights,
+                self.data_root,
+                cfg.family,
+                cfg.family_seed,
+                task_id,
+                options | {"seed": self._evaluation_seed(task_id)},
+            )
+            for task_id in self.split.test
+        ]
+
+    @override(Algorithm)
+    def get_state(
+        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Networks (incl. the target V), optimisers, RNG states, step counts."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "num_meta_steps": self.num_meta_steps,
+            "num_skipped_steps": self.num_skipped_steps,
+            "held_out": dict(self.held_out),
+            "metrics_logger": self.metrics.get_state(),
+            "training_iteration": self.training_iteration,
+            "stamp": checkpoints.stamp(self),
+        }
+
+    @override(Algorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `get_state`; refuses state of another algorithm, family or shape."""
+        checkpoints.check_compatible(state.get("stamp"), self)
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.num_meta_steps = state["num_meta_steps"]
+        self.num_skipped_steps = state["num_skipped_steps"]
+        self.held_out = state["held_out"]
+        self.metrics.set_state(state["metrics_logger"])
+        self._iteration = state["training_iteration"]

@@ -1,0 +1,148 @@
+"""Offline PEARL on held-out tasks: task inference from the offline adaptation batch (spec §7.1,
+the same rows MACAW adapts on), and Offline PEARL + FT (appendix C.2).
+
+- Pre-adaptation: the policy conditioned on the prior mean, z = 0.
+- Post-adaptation: z = the posterior mean of q(z | adaptation batch); deterministic actions
+  tanh(mu(s, z)). (PEARL samples z for exploration; the mean makes evaluation deterministic.)
+- PEARL + FT: z stays the inferred posterior mean; each round collects one trajectory with the
+  stochastic policy pi(a | s, z) (SAC's own exploration) and takes `gradient_steps` SAC updates of
+  the policy, Q and V networks on the aggregate buffer, at PEARL's training learning rates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import ray
+import torch
+
+from ray_macaw.algorithm import evaluation as ev
+from ray_macaw.algorithm.finetune import AggregateBuffer, FineTuneConfig, online_rounds
+from ray_macaw.data import columns as C
+from ray_macaw.pearl import PEARLModel, PEARLModelConfig, SACConfig, context, sac_step
+from ray_macaw.pearl.losses import TRANSITION_COLUMNS
+from ray_macaw.tasks import get_task_family
+
+
+def load_task(
+    model_config: PEARLModelConfig,
+    weights: Mapping[str, torch.Tensor],
+    family: str,
+    family_seed: int,
+    task_id: int,
+) -> tuple[PEARLModel, gym.Env]:
+    """The trained model and the held-out task's environment, in a Ray task or actor."""
+    model = PEARLModel(model_config)
+    model.load_state_dict(weights)
+    return model, get_task_family(family, seed=family_seed).make_env(task_id)
+
+
+def infer_task(model: PEARLModel, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The posterior mean of z given the rows of `batch` (one task): (latent_dim,)."""
+    with torch.no_grad():
+        mean, _ = model.encoder(context(model, batch)[None])
+    return mean[0]
+
+
+def evaluate_task(
+    model_config: PEARLModelConfig,
+    sac_config: SACConfig,
+    weights: Mapping[str, torch.Tensor],
+    root: str,
+    family: str,
+    family_seed: int,
+    task_id: int,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Returns with the prior (pre-adaptation) and with the inferred posterior (post)."""
+    model, env = load_task(model_config, weights, family, family_seed, task_id)
+    seed, episodes = options["seed"], options["episodes"]
+    prior = torch.zeros(model_config.latent_dim)
+    pre = ev.rollout(env, lambda o: model.mean_env_action(o, prior), episodes, seed)
+    batch = ev.adaptation_batch(root, family, task_id, options, TRANSITION_COLUMNS)
+    z = infer_task(model, batch)
+    post = ev.rollout(env, lambda o: model.mean_env_action(o, z), episodes, seed)
+    return {
+        "task_id": task_id,
+        "pre_adaptation_return": float(np.mean(pre)),
+        "post_adaptation_return": float(np.mean(post)),
+    }
+
+
+evaluate_task_remote = ray.remote(num_cpus=1)(evaluate_task)
+
+
+def explore(
+    env: gym.Env, model: PEARLModel, z: torch.Tensor, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """One trajectory of the stochastic policy pi(a | s, z), as transition columns."""
+    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+    steps: dict[str, list] = {c: [] for c in TRANSITION_COLUMNS}
+    terminated = truncated = False
+    while not (terminated or truncated):
+        with torch.no_grad():
+            unit = model.act(torch.as_tensor(obs, dtype=torch.float32), z).action
+            action = model.to_env_actions(unit).numpy()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for column, value in zip(
+            TRANSITION_COLUMNS, (obs, action, reward, next_obs, terminated), strict=True
+        ):
+            steps[column].append(value)
+        obs = next_obs
+    return {c: np.asarray(v, dtype=np.float32) for c, v in steps.items()}
+
+
+@ray.remote
+class PEARLFineTuneActor:
+    """Offline PEARL + FT on one held-out task, in its own process (appendix C.2)."""
+
+    def run(
+        self,
+        model_config: PEARLModelConfig,
+        sac_config: SACConfig,
+        weights: Mapping[str, torch.Tensor],
+        root: str,
+        family: str,
+        family_seed: int,
+        task_id: int,
+        options: Mapping[str, Any],
+        settings: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Task inference, then the online rounds; returns per-budget figures."""
+        cfg = FineTuneConfig(**settings)
+        model, env = load_task(model_config, weights, family, family_seed, task_id)
+        seed = options["seed"]
+        torch.manual_seed(seed)  # the policy's exploration noise
+        batch = ev.adaptation_batch(root, family, task_id, options, TRANSITION_COLUMNS)
+        z = infer_task(model, batch)
+
+        def measure() -> float:
+            policy = lambda o: model.mean_env_action(o, z)  # noqa: E731
+            return float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed)))
+
+        offline = measure()
+        buffer, rng = AggregateBuffer(batch), np.random.default_rng(seed)
+        lrs = options["learning_rates"]
+        optimizers = {
+            name: torch.optim.Adam(getattr(model, name).parameters(), lr=lrs[name])
+            for name in ("policy", "qf1", "qf2", "vf")  # z is fixed: no encoder update
+        }
+
+        def update() -> None:
+            rows = buffer.sample(cfg.batch_size, rng)
+            sac_step(model, optimizers, rows, z.expand(len(rows[C.OBS]), -1), sac_config)
+
+        results = online_rounds(
+            cfg, buffer, explore=lambda: explore(env, model, z, rng), update=update, measure=measure
+        )
+        return {
+            "task_id": task_id,
+            "offline_return": offline,
+            "budgets": results,
+            "initial_rows": len(batch[C.OBS]),
+            "pid": os.getpid(),
+        }
