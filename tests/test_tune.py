@@ -13,7 +13,9 @@ import pytest
 from helpers import write_root
 from PIL import Image
 
+from ray_macaw.algorithm.checkpoints import open_checkpoint
 from ray_macaw.algorithm.macaw import MACAW
+from ray_macaw.algorithm.pearl import PEARL
 from ray_macaw.algorithm.run_config import RunConfigError
 from ray_macaw.cli import main
 from ray_macaw.report.runs import Run, load_runs
@@ -34,7 +36,9 @@ def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def all_config_files() -> list[Path]:
-    return sorted(CONFIGS.rglob("*.yaml"))
+    """`ray-macaw tune` experiment files (the supervised WT experiment has its own format and
+    tests: tests/test_supervised.py)."""
+    return sorted(p for p in CONFIGS.rglob("*.yaml") if "supervised" not in str(p))
 
 
 @pytest.mark.parametrize("path", all_config_files(), ids=lambda p: str(p.relative_to(CONFIGS)))
@@ -150,11 +154,13 @@ def finetune_experiment(
 
 def test_trials_checkpoint_restore_and_fine_tune(finetune_experiment: tuple[Path, dict]) -> None:
     _, summary = finetune_experiment
-    assert len(summary["trials"]) == 2
+    assert len(summary["trials"]) == 3  # MACAW, MT+FT and Offline PEARL + FT
     for trial in summary["trials"]:
         assert trial["error"] is None and trial["meta_steps"] == 4
-        restored = MACAW.from_checkpoint(trial["checkpoint"])
+        restored = open_checkpoint(trial["checkpoint"])
         try:
+            pearl = Path(trial["trial_dir"]).name.startswith("pearl_ft")
+            assert isinstance(restored, PEARL if pearl else MACAW)
             assert restored.num_meta_steps == 4
         finally:
             restored.stop()
@@ -186,9 +192,27 @@ def test_report_shows_variants_and_fine_tuning_budgets(
     assert main(["report", str(path), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["variant", "seeds", "meta-steps"]
-    assert "FT 80 steps" in out and any(line.startswith("mt_ft ") for line in out.splitlines())
+    assert "FT 80 steps" in out
+    for variant in ("mt_ft", "pearl_ft"):
+        assert any(line.startswith(f"{variant} ") for line in out.splitlines())
     with Image.open(tmp_path / "learning_curves.png") as image:
         assert image.size == (700, 450)
+
+
+def test_baselines_smoke_experiment_trains_every_algorithm(
+    smoke_root: str, tmp_path: Path, ray_local: None
+) -> None:
+    spec = load_tune_spec(CONFIGS / "smoke/baselines.yaml", {"data_root": smoke_root})
+    pearl = next(t for t in spec.trial_settings() if t["variant"] == "pearl")
+    assert "inner_batch_size" not in pearl and pearl["hidden"] == [32, 32]  # shared, not MACAW's
+    summary = run_tune(replace(spec, storage_path=str(tmp_path)), log=lambda *_: None)
+    trials = {Path(t["trial_dir"]).name.split("_seed")[0]: t for t in summary["trials"]}
+    assert set(trials) == {"macaw", "mt_ft", "meta_bc", "pearl"}
+    for trial in trials.values():
+        assert trial["error"] is None and trial["meta_steps"] == 4
+        assert math.isfinite(trial["held_out"]["post_adaptation_return_mean"])
+    rows = (Path(trials["pearl"]["trial_dir"]) / "result.json").read_text().splitlines()
+    assert "qf_loss" in json.loads(rows[-1])["learners"]["pearl"]
 
 
 def test_asha_search_samples_and_finishes(smoke_root: str, tmp_path: Path, ray_local: None) -> None:
