@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ray_macaw import cli_train, cli_tune
+from ray_macaw import cli_supervised, cli_train, cli_tune
 from ray_macaw.cli_common import parse_overrides, quiet_library_noise
 from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
@@ -299,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collect_parser(sub)
     cli_train.add_parsers(sub)
     cli_tune.add_parsers(sub)
+    cli_supervised.add_parsers(sub)
 
     dataset = sub.add_parser("dataset", help="work with offline data roots")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
