@@ -78,6 +78,38 @@ def test_two_iterations_train_and_evaluate(data_root: str) -> None:
         algo.stop()
 
 
+def test_context_rows_come_from_inner_buffers_and_sac_rows_from_outer_ones(data_root: str) -> None:
+    from ray_macaw.data.datasets import TaskDatasets
+
+    config = small_config(data_root).offline_data(
+        inner_buffer_size=40, inner_buffer_position="start", outer_buffer_size=40
+    )
+    algo = config.build_algo()
+    try:
+        contexts, batch = algo._sample()
+    finally:
+        algo.stop()
+    data = TaskDatasets(data_root, "point-robot")
+
+    def keys(obs: object, actions: object) -> set[tuple[float, ...]]:
+        return {tuple(o) + tuple(a) for o, a in zip(obs, actions, strict=True)}  # type: ignore
+
+    inner, outer = set(), set()
+    for task_id in TRAIN:
+        columns = data.load(task_id).columns
+        inner |= keys(columns["obs"][:40], columns["actions"][:40])
+        outer |= keys(columns["obs"][-40:], columns["actions"][-40:])
+    assert contexts["obs"].shape == (3, 16, 2) and batch["obs"].shape == (3, 32, 2)
+    assert (
+        keys(contexts["obs"].reshape(-1, 2).tolist(), contexts["actions"].reshape(-1, 2).tolist())
+        <= inner
+    )
+    assert (
+        keys(batch["obs"].reshape(-1, 2).tolist(), batch["actions"].reshape(-1, 2).tolist())
+        <= outer
+    )
+
+
 def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
     """Task inference is a real posterior: different tasks' rows give different z."""
     from ray_macaw.algorithm import evaluation as ev

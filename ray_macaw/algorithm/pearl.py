@@ -66,10 +66,19 @@ class PEARL(OfflineMetaAlgorithm):
     def _setup_algorithm(self, cfg: PEARLConfig) -> None:
         data = self._open_data(cfg)
         manifest = data.manifest
-        self.data = {}
+        # Only the rows of each task's inner and outer buffers are kept (a strided subset), and
+        # the buffers become positions into them.
+        self.data: dict[int, dict[str, np.ndarray]] = {}
+        self.positions: dict[str, dict[int, np.ndarray]] = {"inner": {}, "outer": {}}
         for task_id in self.split.train:
+            inner, outer = self.layout.inner[task_id], self.layout.outer[task_id]
+            kept = np.union1d(inner, outer)
             columns = data.load(task_id).columns
-            self.data[task_id] = {c: columns[c].astype(np.float32) for c in TRANSITION_COLUMNS}
+            self.data[task_id] = {
+                c: columns[c][kept].astype(np.float32) for c in TRANSITION_COLUMNS
+            }
+            self.positions["inner"][task_id] = np.searchsorted(kept, inner)
+            self.positions["outer"][task_id] = np.searchsorted(kept, outer)
         pa.default_memory_pool().release_unused()  # Arrow keeps freed read buffers otherwise
         env = get_task_family(cfg.family, seed=cfg.family_seed).make_env(self.split.train[0])
         box = env.action_space  # the networks act in [-1, 1]^d; the model maps to this box
@@ -97,10 +106,12 @@ class PEARL(OfflineMetaAlgorithm):
         tasks = sorted(int(t) for t in self.rng.choice(self.split.train, count, replace=False))
         picks = {
             "context": [
-                uniform_batch(self.layout.inner[t], cfg.embedding_batch_size, self.rng)
+                uniform_batch(self.positions["inner"][t], cfg.embedding_batch_size, self.rng)
                 for t in tasks
             ],
-            "batch": [uniform_batch(self.layout.outer[t], cfg.batch_size, self.rng) for t in tasks],
+            "batch": [
+                uniform_batch(self.positions["outer"][t], cfg.batch_size, self.rng) for t in tasks
+            ],
         }
         out = []
         for rows in picks.values():
