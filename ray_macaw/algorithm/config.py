@@ -71,7 +71,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "task_batch_size": 10,
     },
 }
-ALL_SETTINGS = {**ENVIRONMENT, **DATA, **TRAINING, **WORKERS, **EVALUATION}
 
 
 class MACAWConfig(OfflineMetaConfig):

@@ -102,12 +102,17 @@ def algorithm_config(
     return ALGORITHMS[name]
 
 
+def run_file_keys(doc: dict[str, Any]) -> set[str]:
+    """Every key a run file for the settings' algorithm may have."""
+    return set(algorithm_config(doc).settings()) | RUN_KEYS | OTHER_KEYS
+
+
 def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tuple[Any, RunOptions]:
     """Build the algorithm's config (MACAWConfig or PEARLConfig, by `algorithm:`) and
     RunOptions from flat settings; unknown keys are errors."""
     config_class = algorithm_config(doc, path)
     settings = config_class.settings()
-    known = set(settings) | RUN_KEYS | OTHER_KEYS
+    known = run_file_keys(doc)
     for key in doc:
         if key not in known:
             other = [n for n, c in ALGORITHMS.items() if key in c.settings()]

@@ -8,12 +8,14 @@ does; checkpoints are the algorithm's own, so `ray-macaw evaluate / finetune` op
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ray import tune
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithm.run_config import config_from_dict, shared_settings_for
+from ray_macaw.algorithm.run_config import config_from_dict, run_file_keys, shared_settings_for
 
 SHARED = "shared"  # the experiment file's `config` section
 VARIANT = "variant"  # the trial's variant name
@@ -27,10 +29,24 @@ def trial_settings(config: dict[str, Any]) -> dict[str, Any]:
     return shared_settings_for(config.get(SHARED) or {}, own)
 
 
+@functools.cache
+def _rllib_defaults() -> AlgorithmConfig:
+    return AlgorithmConfig()
+
+
 def trial_algorithm_config(config: dict[str, Any]) -> Any:
-    """The trial's MACAWConfig or PEARLConfig."""
-    algo_config, _ = config_from_dict(trial_settings(config))
-    return algo_config
+    """The trial's MACAWConfig or PEARLConfig. Keys of the Tune config that are RLlib
+    `AlgorithmConfig` attributes rather than run-file settings (e.g. `callbacks_class`, given
+    through the Python API) are applied with `update_from_dict`."""
+    settings = trial_settings(config)
+    known = run_file_keys(settings)
+    rllib = {
+        k: settings.pop(k)
+        for k in list(settings)
+        if k not in known and hasattr(_rllib_defaults(), k)
+    }
+    algo_config, _ = config_from_dict(settings)
+    return algo_config.update_from_dict(rllib) if rllib else algo_config
 
 
 class MetaRLTrainable(tune.Trainable):
