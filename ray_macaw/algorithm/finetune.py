@@ -4,6 +4,8 @@ After the offline adaptation step, each held-out task alternates one exploration
 adapted policy (mean action plus N(0, sigma^2) noise, clipped) and `gradient_steps` Adam updates on
 the aggregate buffer: the offline adaptation batch plus every online transition so far. Returns
 are measured at each budget of extra environment steps. Tasks run in parallel Ray actors.
+Offline PEARL + FT runs the same rounds (`online_rounds`) in its own actor
+(`pearl_evaluation.PEARLFineTuneActor`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ class FineTuneConfig:
         budgets: Extra environment steps at which returns are measured (Table 1: 20k, 200k).
         gradient_steps: Adam value + policy updates after each trajectory (appendix C.2: 100).
         batch_size: Uniform rows of the aggregate buffer per update.
-        value_lr: Adam lr of the value network (spec §7.3: 1e-5).
-        policy_lr: Adam lr of the policy (spec §7.3: 1e-5).
+        value_lr: Adam lr of the value network (spec §7.3: 1e-5). MACAW and MT+FT only:
+            Offline PEARL + FT updates at its training lrs.
+        policy_lr: Adam lr of the policy (spec §7.3: 1e-5); likewise.
         exploration_sigma: Action noise of the exploration trajectories, in units of the action
-            half-range (0.2: spec §7.3 for actions in [-1, 1]).
+            half-range (0.2: spec §7.3 for actions in [-1, 1]). PEARL explores with its own
+            stochastic policy instead.
         eval_episodes: Deterministic episodes per measurement (spec §7.3: 3).
         gamma: Discount of the online transitions' MC returns (the data's gamma).
         num_cpus_per_task: CPUs of each held-out task's actor.

@@ -104,26 +104,15 @@ class PEARL(OfflineMetaAlgorithm):
         cfg = self.config
         count = min(cfg.task_batch_size, len(self.split.train))
         tasks = sorted(int(t) for t in self.rng.choice(self.split.train, count, replace=False))
-        picks = {
-            "context": [
-                uniform_batch(self.positions["inner"][t], cfg.embedding_batch_size, self.rng)
-                for t in tasks
-            ],
-            "batch": [
-                uniform_batch(self.positions["outer"][t], cfg.batch_size, self.rng) for t in tasks
-            ],
-        }
-        out = []
-        for rows in picks.values():
-            out.append(
-                {
-                    c: torch.as_tensor(
-                        np.stack([self.data[t][c][r] for t, r in zip(tasks, rows, strict=True)])
-                    )
-                    for c in TRANSITION_COLUMNS
-                }
-            )
-        return out[0], out[1]
+
+        def gather(buffer: str, size: int) -> dict[str, torch.Tensor]:
+            rows = {t: uniform_batch(self.positions[buffer][t], size, self.rng) for t in tasks}
+            return {
+                c: torch.as_tensor(np.stack([self.data[t][c][rows[t]] for t in tasks]))
+                for c in TRANSITION_COLUMNS
+            }
+
+        return gather("inner", cfg.embedding_batch_size), gather("outer", cfg.batch_size)
 
     @override(Algorithm)
     def training_step(self) -> None:
@@ -143,7 +132,7 @@ class PEARL(OfflineMetaAlgorithm):
             log((LEARNER_RESULTS, LOSSES, name), value, reduce="item")
         log((LEARNER_RESULTS, M.TIMINGS, "sample_s"), sampled - start, reduce="item")
         log((LEARNER_RESULTS, M.TIMINGS, "update_s"), time.perf_counter() - sampled, reduce="item")
-        rows = batch[TRANSITION_COLUMNS[0]].shape[:2].numel()
+        rows = batch[TRANSITION_COLUMNS[0]].shape[:2].numel()  # tasks x rows per task
         log(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")
         log(M.META_STEPS, self.num_meta_steps, reduce="item")
         log((LEARNER_RESULTS, M.SKIPPED_STEPS), self.num_skipped_steps, reduce="item")
