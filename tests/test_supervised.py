@@ -44,7 +44,11 @@ from ray_macaw.supervised.omniglot import OmniglotTasks, vinyals_split
 from ray_macaw.supervised.report import PLOT_FILE, Trial, summary_rows
 from ray_macaw.supervised.tasks import AMPLITUDE, SinusoidTasks
 from ray_macaw.supervised.train import META_STEP, train
-from ray_macaw.supervised.tune_run import STATE_FILE
+from ray_macaw.supervised.tune_run import (
+    STATE_FILE,
+    SupervisedTrialsFailedError,
+    _check_trials,
+)
 
 CONFIGS = Path(__file__).parent.parent / "tune_configs"
 SMOKE = CONFIGS / "smoke" / "supervised_weight_transform.yaml"
@@ -203,6 +207,20 @@ def test_sinusoid_tasks_are_deterministic_and_follow_finn_et_al() -> None:
         assert min(errors) < 1e-5
     with pytest.raises(RayMacawError, match="did you mean 'val'"):
         family.sample("vla", 1, np.random.default_rng(0))
+
+
+def test_sinusoid_pools_are_evenly_spread_so_train_and_val_compare() -> None:
+    family = SinusoidTasks(train_functions=1000, val_functions=100)
+    mean_square = (5**3 - 0.1**3) / (3 * 4.9)  # E[A^2] for A ~ U[0.1, 5]; MSE scales with it
+    for pool in (family.pools["train"], family.pools["train"][:100], family.pools["val"]):
+        assert np.mean(pool[:, 0] ** 2) == pytest.approx(mean_square, rel=0.01)
+        assert np.mean(pool[:, 1]) == pytest.approx(math.pi / 2, rel=0.03)
+    first = family.evaluation_tasks("val", 0, 4, np.random.default_rng(0))
+    again = family.evaluation_tasks("val", 0, 4, np.random.default_rng(0))
+    assert torch.equal(first[Y_QUERY], again[Y_QUERY])
+    later = family.evaluation_tasks("val", 4, 4, np.random.default_rng(0))
+    assert torch.equal(first[X_QUERY], later[X_QUERY])  # same x draws, other functions
+    assert not torch.equal(first[Y_QUERY], later[Y_QUERY])
 
 
 def write_fake_omniglot(root: Path, characters: dict[str, list[str]], images: int = 4) -> Path:
@@ -409,6 +427,16 @@ def test_summary_rows_mean_and_standard_error() -> None:
     assert row["seeds"] == 2 and row["meta_steps"] == 10
     assert row["final_train"] == pytest.approx((2.0, 1.0))  # std 1.414 / sqrt 2
     assert row["mean_val"] == pytest.approx((3.0, 0.5))  # run means 2.5 and 3.5
+
+
+def test_interrupted_or_failed_trials_raise_with_the_fix() -> None:
+    done = {"trial_dir": "a", "error": None, META_STEP: 4}
+    _check_trials([done], 4, "exp", print)
+    with pytest.raises(SupervisedTrialsFailedError, match="1 of 2 trials unfinished") as e:
+        _check_trials([done, {**done, META_STEP: 2}], 4, "exp", print)
+    assert "--resume" in e.value.fix
+    with pytest.raises(SupervisedTrialsFailedError, match="1 of 2 trials failed: b"):
+        _check_trials([done, {**done, "trial_dir": "b", "error": "boom"}], 4, "exp", print)
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -180,6 +180,12 @@ class OmniglotTasks:
         labels = np.repeat(np.arange(self.ways)[:, None], self.shots + self.query, axis=1)
         return np.stack(xs), labels
 
+    def evaluation_tasks(
+        self, split: str, start: int, n_tasks: int, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Evaluation tasks: random tasks from `rng`, which the caller seeds the same each time."""
+        return self.sample(split, n_tasks, rng)
+
     def sample(self, split: str, n_tasks: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """`n_tasks` tasks: support (n, ways * shots, 784), query (n, ways * query, 784)."""
         check_split(split)

@@ -80,7 +80,8 @@ def evaluate(
         done = 0
         while done < config.eval_tasks:
             n = min(config.meta_batch_size, config.eval_tasks - done)
-            for name, value in learner.evaluate(family.sample(split, n, rng)).items():
+            tasks = family.evaluation_tasks(split, done, n, rng)
+            for name, value in learner.evaluate(tasks).items():
                 totals[name] = totals.get(name, 0.0) + value * n
             done += n
         out.update({f"{split}/{name}": total / done for name, total in totals.items()})

@@ -132,12 +132,27 @@ def run_experiment(
         }
         for result in (results[i] for i in range(len(results)))
     ]
+    _check_trials(trials, spec.trial_configs()[0].meta_steps, path, log)
+    return {"experiment": path, "trials": trials}
+
+
+def _check_trials(trials: list[dict[str, Any]], meta_steps: int, path: str, log: Any) -> None:
+    """Raise when a trial failed or stopped early (an interrupted run), with the fix."""
     errored = [str(t["trial_dir"]) for t in trials if t["error"] is not None]
-    log(f"{len(trials)} trials, {len(errored)} errored; results in {path}")
+    unfinished = [t for t in trials if t["error"] is None and t[META_STEP] != meta_steps]
+    log(
+        f"{len(trials)} trials, {len(errored)} errored, {len(unfinished)} unfinished; "
+        f"results in {path}"
+    )
     if errored:
         raise SupervisedTrialsFailedError(
             f"{len(errored)} of {len(trials)} trials failed: {', '.join(errored)}",
             "read error.txt in each trial directory, fix the cause, then re-run with --resume",
             path,
         )
-    return {"experiment": path, "trials": trials}
+    if unfinished:
+        raise SupervisedTrialsFailedError(
+            f"the experiment stopped with {len(unfinished)} of {len(trials)} trials unfinished",
+            "run the same command with --resume to continue them from their last checkpoints",
+            path,
+        )
