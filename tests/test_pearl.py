@@ -132,6 +132,37 @@ def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
         algo.stop()
 
 
+def test_task_inference_uses_the_rows_macaw_adapts_on(data_root: str) -> None:
+    """Spec §7.1: at the same seed and step, PEARL infers from MACAW's adaptation batch."""
+    from ray_macaw.algorithm import evaluation as ev
+
+    pearl = small_config(data_root).build_algo()
+    macaw = (
+        MACAWConfig()
+        .environment(family="point-robot", train_tasks=TRAIN, test_tasks=TEST)
+        .offline_data(root=data_root, buffer_stride=1)
+        .training(hidden=(16, 16), inner_batch_size=32, outer_batch_size=32)
+        .evaluation(adaptation_batch_size=32)
+        .debugging(seed=5)
+        .build_algo()
+    )
+    try:
+        batches = []
+        for algo in (pearl, macaw):
+            batches.append([])
+            for arguments in algo.held_out_arguments(algo.adaptation_options()):
+                *_, root, family, _, task_id, options = arguments
+                batches[-1].append(
+                    ev.adaptation_batch(root, family, task_id, options, ("obs", "actions"))
+                )
+        for mine, theirs in zip(*batches, strict=True):
+            assert torch.equal(mine["obs"], theirs["obs"])
+            assert torch.equal(mine["actions"], theirs["actions"])
+    finally:
+        pearl.stop()
+        macaw.stop()
+
+
 def test_save_restore_continues_exactly(data_root: str, tmp_path: Path) -> None:
     algo = small_config(data_root).evaluation(evaluation_interval=0).build_algo()
     try:
