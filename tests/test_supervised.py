@@ -420,13 +420,13 @@ def test_short_meta_training_lowers_the_post_adaptation_loss() -> None:
 
 def test_summary_rows_mean_and_standard_error() -> None:
     trials = [
-        Trial("a", WEIGHT_TRANSFORM, 0, [0, 10], {"train": [2.0, 1.0], "val": [3.0, 2.0]}),
-        Trial("b", WEIGHT_TRANSFORM, 1, [0, 10], {"train": [2.0, 3.0], "val": [3.0, 4.0]}),
+        Trial("a", WEIGHT_TRANSFORM, 0, [0, 5, 10], {"train": [9, 2, 1], "val": [9, 3.0, 2.0]}),
+        Trial("b", WEIGHT_TRANSFORM, 1, [0, 5, 10], {"train": [9, 2, 3], "val": [9, 3.0, 4.0]}),
     ]
     (row,) = summary_rows(trials, POST_LOSS)
     assert row["seeds"] == 2 and row["meta_steps"] == 10
     assert row["final_train"] == pytest.approx((2.0, 1.0))  # std 1.414 / sqrt 2
-    assert row["mean_val"] == pytest.approx((3.0, 0.5))  # run means 2.5 and 3.5
+    assert row["mean_val"] == pytest.approx((3.0, 0.5))  # means after step 0: 2.5 and 3.5
 
 
 def test_interrupted_or_failed_trials_raise_with_the_fix() -> None:

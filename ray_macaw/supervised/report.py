@@ -1,8 +1,10 @@
 """Tables and the Figure-6-like plot of a supervised weight-transform experiment.
 
 Per model: the final post-adaptation loss (sinusoid) or accuracy (Omniglot) on meta-training and on
-validation tasks, and the validation figure averaged over every evaluation of the run (lower loss
-or higher accuracy there means faster convergence), each as mean +- standard error over seeds.
+validation tasks, and the validation figure averaged over the run's evaluations after step 0 (lower
+loss or higher accuracy there means faster convergence; step 0 is the initialisation, where an
+untrained weight-transform model's first inner step can overshoot by an order of magnitude and
+would dominate the mean), each as mean +- standard error over seeds.
 The plot is the metric against meta-training steps, one colour per model, train solid and
 validation dashed, standard error shaded, like Figure 6.
 """
@@ -112,9 +114,15 @@ def summary_rows(trials: list[Trial], metric: str) -> list[dict[str, Any]]:
         }
         for split in SPLITS:
             row[f"final_{split}"] = mean_and_stderr([t.curves[split][-1] for t in done])
-        row["mean_val"] = mean_and_stderr([float(np.mean(t.curves["val"])) for t in done])
+        row["mean_val"] = mean_and_stderr([_mean_after_start(t, "val") for t in done])
         rows.append(row)
     return rows
+
+
+def _mean_after_start(trial: Trial, split: str) -> float:
+    """Mean of a split's curve over the evaluations after meta-step 0 (all if there are none)."""
+    values = [v for s, v in zip(trial.steps, trial.curves[split], strict=True) if s > 0]
+    return float(np.mean(values or trial.curves[split]))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -123,7 +131,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     width = max([len("model"), *(len(r["label"]) for r in rows)])
     header = (
         f"{'model':<{width}} {'seeds':>5} {'meta-steps':>10} {'final train ' + what:>22} "
-        f"{'final val ' + what:>22} {'val ' + what + ', run mean':>22}"
+        f"{'final val ' + what:>22} {'val ' + what + ', mean >0':>22}"
     )
     lines = [f"post-adaptation {what}, mean +- standard error over seeds", header]
     for r in rows:
