@@ -41,7 +41,7 @@ from ray_macaw.supervised.models import (
     parameter_count,
 )
 from ray_macaw.supervised.omniglot import OmniglotTasks, vinyals_split
-from ray_macaw.supervised.report import PLOT_FILE, Trial, summary_rows
+from ray_macaw.supervised.report import PLOT_FILE, Trial, format_table, plot_curves, summary_rows
 from ray_macaw.supervised.tasks import AMPLITUDE, SinusoidTasks
 from ray_macaw.supervised.train import META_STEP, train
 from ray_macaw.supervised.tune_run import (
@@ -427,6 +427,18 @@ def test_summary_rows_mean_and_standard_error() -> None:
     assert row["seeds"] == 2 and row["meta_steps"] == 10
     assert row["final_train"] == pytest.approx((2.0, 1.0))  # std 1.414 / sqrt 2
     assert row["mean_val"] == pytest.approx((3.0, 0.5))  # means after step 0: 2.5 and 3.5
+
+
+def test_accuracy_report_for_classification(tmp_path: Path) -> None:
+    trials = [
+        Trial("a", EQUAL_PARAMS, 0, [0, 10], {"train": [0.05, 0.9], "val": [0.05, 0.6]}),
+        Trial("b", WEIGHT_TRANSFORM, 0, [0, 10], {"train": [0.05, 0.8], "val": [0.05, 0.7]}),
+    ]
+    rows = summary_rows(trials, POST_ACCURACY)
+    assert [r["model"] for r in rows] == [WEIGHT_TRANSFORM, EQUAL_PARAMS]  # Figure 6's order
+    assert "final val accuracy" in format_table(rows) and "0.7 +- 0" in format_table(rows)
+    with Image.open(plot_curves(trials, POST_ACCURACY, tmp_path / "acc.png")) as image:
+        assert image.size == (700, 450)
 
 
 def test_interrupted_or_failed_trials_raise_with_the_fix() -> None:
