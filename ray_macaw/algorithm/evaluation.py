@@ -92,14 +92,16 @@ def offline_adapt(
 
 
 def load_task(
-    model_config: ModelConfig,
+    model_config: Any,
     weights: Mapping[str, torch.Tensor],
     family: str,
     family_seed: int,
     task_id: int,
-) -> tuple[MACAWModel, gym.Env]:
-    """The meta-trained model and the held-out task's environment, in a Ray task or actor."""
-    model = MACAWModel(model_config)
+    model_class: Callable[[Any], torch.nn.Module] = MACAWModel,
+) -> tuple[Any, gym.Env]:
+    """The meta-trained model (`model_class(model_config)`: MACAW's by default, `PEARLModel`
+    for Offline PEARL) and the held-out task's environment, in a Ray task or actor."""
+    model = model_class(model_config)
     model.load_state_dict(weights)
     return model, get_task_family(family, seed=family_seed).make_env(task_id)
 

@@ -7,7 +7,6 @@ meta-gradients come from the driver (vectorised) or from inner-loop worker actor
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -18,7 +17,6 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils.annotations import override
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithm import checkpoints
 from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import sample_requests
@@ -27,7 +25,7 @@ from ray_macaw.algorithm.finetune import FineTuneActor
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
 from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
-from ray_macaw.macaw import MACAWModel
+from ray_macaw.macaw import InnerLoopConfig, MACAWModel
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
 from ray_macaw.tasks import get_task_family
 
@@ -36,6 +34,7 @@ class MACAW(OfflineMetaAlgorithm):
     """Meta-Actor Critic with Advantage Weighting (Mitchell et al., ICML 2021)."""
 
     config: MACAWConfig
+    model: MACAWModel
     evaluate_task_fn = ev.evaluate_task_remote
     fine_tune_actor = FineTuneActor
 
@@ -101,7 +100,7 @@ class MACAW(OfflineMetaAlgorithm):
                 self.one_hot_tasks,
             )
 
-    def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Adam]:
+    def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Optimizer]:
         """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
         learned = [*self.model.value_lr.parameters(), *self.model.policy_lr.parameters()]
         if self.model.adv_coef_raw is not None:
@@ -171,6 +170,11 @@ class MACAW(OfflineMetaAlgorithm):
         weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
         return add_gradients(self.model, self.pool.gradients(weights, requests, divisor))
 
+    @property
+    def loss_config(self) -> InnerLoopConfig:
+        """How held-out tasks are adapted: the inner-loop settings."""
+        return self.inner_config
+
     @override(OfflineMetaAlgorithm)
     def adaptation_options(
         self, episodes: int | None = None, adaptation_steps: int | None = None
@@ -187,60 +191,6 @@ class MACAW(OfflineMetaAlgorithm):
             "finetune_value_lr": cfg.eval_finetune_value_lr,
             "finetune_policy_lr": cfg.eval_finetune_policy_lr,
         }
-
-    @override(OfflineMetaAlgorithm)
-    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Per held-out task: (model config, inner config, weights, root, family, family seed,
-        task id, options with the task's seed), for the Ray tasks and actors that adapt to it.
-        The weights go to the object store once."""
-        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
-        cfg = self.config
-        return [
-            (
-                self.model_config,
-                self.inner_config,
-                weights,
-                self.data_root,
-                cfg.family,
-                cfg.family_seed,
-                task_id,
-                options | {"seed": self._evaluation_seed(task_id)},
-            )
-            for task_id in self.split.test
-        ]
-
-    @override(Algorithm)
-    def get_state(
-        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Networks, optimisers, learned lrs and lambda, RNG states, step counts."""
-        return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "num_meta_steps": self.num_meta_steps,
-            "num_skipped_steps": self.num_skipped_steps,
-            "held_out": dict(self.held_out),
-            "metrics_logger": self.metrics.get_state(),
-            "training_iteration": self.training_iteration,
-            "stamp": checkpoints.stamp(self),
-        }
-
-    @override(Algorithm)
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Inverse of `get_state`; refuses state of another family, shape or newer format."""
-        checkpoints.check_compatible(state.get("stamp"), self)
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.num_meta_steps = state["num_meta_steps"]
-        self.held_out = state.get("held_out", M.no_held_out_yet())
-        self.num_skipped_steps = state.get("num_skipped_steps", 0)
-        self.metrics.set_state(state["metrics_logger"])
-        self._iteration = state["training_iteration"]
 
     @override(Algorithm)
     def cleanup(self) -> None:

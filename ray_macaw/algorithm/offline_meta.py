@@ -3,13 +3,15 @@
 Neither uses RLlib's Learners, EnvRunners or RLModules: both train offline on `TaskDatasets`, keep
 their networks and optimisers in the driver, evaluate held-out tasks in their own Ray tasks, and
 checkpoint plain state. Subclasses provide `_setup_algorithm`, `training_step`,
-`adaptation_options`, `held_out_arguments`, `get_state` / `set_state`, and name the Ray task that
+`adaptation_options` and `loss_config`, and name the Ray task that
 evaluates one held-out task (`evaluate_task_fn`) and the actor that fine-tunes one online
-(`fine_tune_actor`).
+(`fine_tune_actor`). Subclasses set `model`, `model_config`, `optimizers` and `rng` in
+`_setup_algorithm`; checkpoint state and the held-out tasks' arguments are built from them here.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import ray
+import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.callbacks.utils import make_callback
@@ -25,6 +28,7 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
+from ray_macaw.algorithm import checkpoints
 from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import BufferLayout
@@ -41,6 +45,11 @@ class OfflineMetaAlgorithm(Algorithm):
 
     config: Any
     metrics: MetricsLogger
+    # Set by the subclass's `_setup_algorithm`:
+    model: torch.nn.Module
+    model_config: Any
+    optimizers: dict[str, torch.optim.Optimizer]
+    rng: np.random.Generator
     evaluation_config: AlgorithmConfig
     evaluate_task_fn: ClassVar[Any]  # Ray remote function: one held-out task's evaluation
     fine_tune_actor: ClassVar[Any]  # Ray actor class: one held-out task's online fine-tuning
@@ -151,14 +160,70 @@ class OfflineMetaAlgorithm(Algorithm):
         """How a held-out task is adapted offline (spec §7.1, §7.2)."""
         raise NotImplementedError
 
-    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Per held-out task, the arguments of `evaluate_task_fn` / `fine_tune_actor.run`."""
+    @property
+    def loss_config(self) -> Any:
+        """The loss settings held-out tasks are adapted or fine-tuned with."""
         raise NotImplementedError
+
+    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Per held-out task, the arguments of `evaluate_task_fn` / `fine_tune_actor.run`:
+        (model config, loss config, weights, root, family, family seed, task id, options with
+        the task's seed). The weights go to the object store once."""
+        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        cfg = self.config
+        return [
+            (
+                self.model_config,
+                self.loss_config,
+                weights,
+                self.data_root,
+                cfg.family,
+                cfg.family_seed,
+                task_id,
+                options | {"seed": self._evaluation_seed(task_id)},
+            )
+            for task_id in self.split.test
+        ]
 
     def _evaluation_seed(self, task_id: int) -> int:
         """Seed of a task's adaptation batch and episodes at this meta-step."""
         seeds = np.random.SeedSequence([self.config.seed or 0, self.num_meta_steps, task_id])
         return int(seeds.generate_state(1)[0] % 2**31)
+
+    @override(Algorithm)
+    def get_state(
+        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Networks (with MACAW's learned lrs and lambda, PEARL's target V), optimisers, RNG
+        states, step counts, and a stamp of what wrote them."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "num_meta_steps": self.num_meta_steps,
+            "num_skipped_steps": self.num_skipped_steps,
+            "held_out": dict(self.held_out),
+            "metrics_logger": self.metrics.get_state(),
+            "training_iteration": self.training_iteration,
+            "stamp": checkpoints.stamp(self),
+        }
+
+    @override(Algorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `get_state`; refuses state of another algorithm, family, shape or newer
+        format (older MACAW checkpoints lack the skip count and held-out figures)."""
+        checkpoints.check_compatible(state.get("stamp"), self)
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.num_meta_steps = state["num_meta_steps"]
+        self.held_out = state.get("held_out", M.no_held_out_yet())
+        self.num_skipped_steps = state.get("num_skipped_steps", 0)
+        self.metrics.set_state(state["metrics_logger"])
+        self._iteration = state["training_iteration"]
 
     @override(Algorithm)
     def get_checkpointable_components(self) -> list:

@@ -9,7 +9,6 @@ transitions live in the driver (PEARL has no per-task inner loop to spread over 
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -22,13 +21,12 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithm import checkpoints
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm import pearl_evaluation as pev
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.pearl_config import PEARLConfig
 from ray_macaw.data.samplers import uniform_batch
-from ray_macaw.pearl import PEARLModel, meta_batch_step
+from ray_macaw.pearl import PEARLModel, SACConfig, meta_batch_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 from ray_macaw.tasks import get_task_family
 
@@ -41,6 +39,7 @@ class PEARL(OfflineMetaAlgorithm):
     """Offline PEARL: context encoder + SAC, trained offline on each task's data."""
 
     config: PEARLConfig
+    model: PEARLModel
     evaluate_task_fn = pev.evaluate_task_remote
     fine_tune_actor = pev.PEARLFineTuneActor
 
@@ -137,6 +136,11 @@ class PEARL(OfflineMetaAlgorithm):
         log(M.META_STEPS, self.num_meta_steps, reduce="item")
         log((LEARNER_RESULTS, M.SKIPPED_STEPS), self.num_skipped_steps, reduce="item")
 
+    @property
+    def loss_config(self) -> SACConfig:
+        """The SAC settings PEARL + FT fine-tunes with."""
+        return self.sac_config
+
     @override(OfflineMetaAlgorithm)
     def adaptation_options(
         self, episodes: int | None = None, adaptation_steps: int | None = None
@@ -150,58 +154,3 @@ class PEARL(OfflineMetaAlgorithm):
             "test_buffer": cfg.inner_buffer(),
             "learning_rates": cfg.learning_rates(),  # PEARL + FT updates at these
         }
-
-    @override(OfflineMetaAlgorithm)
-    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Per held-out task: (model config, SAC config, weights, root, family, family seed,
-        task id, options with the task's seed); the weights go to the object store once."""
-        import ray
-
-        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
-        cfg = self.config
-        return [
-            (
-                self.model_config,
-                self.sac_config,
-                weights,
-                self.data_root,
-                cfg.family,
-                cfg.family_seed,
-                task_id,
-                options | {"seed": self._evaluation_seed(task_id)},
-            )
-            for task_id in self.split.test
-        ]
-
-    @override(Algorithm)
-    def get_state(
-        self, components: Any = None, *, not_components: Any = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Networks (incl. the target V), optimisers, RNG states, step counts."""
-        return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "num_meta_steps": self.num_meta_steps,
-            "num_skipped_steps": self.num_skipped_steps,
-            "held_out": dict(self.held_out),
-            "metrics_logger": self.metrics.get_state(),
-            "training_iteration": self.training_iteration,
-            "stamp": checkpoints.stamp(self),
-        }
-
-    @override(Algorithm)
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Inverse of `get_state`; refuses state of another algorithm, family or shape."""
-        checkpoints.check_compatible(state.get("stamp"), self)
-        self.model.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.num_meta_steps = state["num_meta_steps"]
-        self.num_skipped_steps = state["num_skipped_steps"]
-        self.held_out = state["held_out"]
-        self.metrics.set_state(state["metrics_logger"])
-        self._iteration = state["training_iteration"]

@@ -25,20 +25,6 @@ from ray_macaw.algorithm.finetune import AggregateBuffer, FineTuneConfig, online
 from ray_macaw.data import columns as C
 from ray_macaw.pearl import PEARLModel, PEARLModelConfig, SACConfig, context, sac_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
-from ray_macaw.tasks import get_task_family
-
-
-def load_task(
-    model_config: PEARLModelConfig,
-    weights: Mapping[str, torch.Tensor],
-    family: str,
-    family_seed: int,
-    task_id: int,
-) -> tuple[PEARLModel, gym.Env]:
-    """The trained model and the held-out task's environment, in a Ray task or actor."""
-    model = PEARLModel(model_config)
-    model.load_state_dict(weights)
-    return model, get_task_family(family, seed=family_seed).make_env(task_id)
 
 
 def infer_task(model: PEARLModel, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -59,7 +45,7 @@ def evaluate_task(
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Returns with the prior (pre-adaptation) and with the inferred posterior (post)."""
-    model, env = load_task(model_config, weights, family, family_seed, task_id)
+    model, env = ev.load_task(model_config, weights, family, family_seed, task_id, PEARLModel)
     seed, episodes = options["seed"], options["episodes"]
     prior = torch.zeros(model_config.latent_dim)
     pre = ev.rollout(env, lambda o: model.mean_env_action(o, prior), episodes, seed)
@@ -114,7 +100,7 @@ class PEARLFineTuneActor:
     ) -> dict[str, Any]:
         """Task inference, then the online rounds; returns per-budget figures."""
         cfg = FineTuneConfig(**settings)
-        model, env = load_task(model_config, weights, family, family_seed, task_id)
+        model, env = ev.load_task(model_config, weights, family, family_seed, task_id, PEARLModel)
         seed = options["seed"]
         torch.manual_seed(seed)  # the policy's exploration noise
         batch = ev.adaptation_batch(root, family, task_id, options, TRANSITION_COLUMNS)

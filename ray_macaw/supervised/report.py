@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ray_macaw.errors import DataError, MissingDataError
-from ray_macaw.report.summary import mean_and_stderr
+from ray_macaw.report.summary import mean_and_stderr, save_figure
 from ray_macaw.supervised.maml import POST_ACCURACY, POST_LOSS
 from ray_macaw.supervised.models import LABELS
 from ray_macaw.supervised.tasks import SPLITS
@@ -172,12 +172,7 @@ def plot_curves(trials: list[Trial], metric: str, path: str | Path, title: str =
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _curve(group: list[Trial], split: str) -> tuple[list[int], np.ndarray, np.ndarray]:
