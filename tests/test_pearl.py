@@ -55,6 +55,21 @@ def small_config(root: str) -> PEARLConfig:
     )
 
 
+def small_macaw(root: str) -> MACAW:
+    """A MACAW on the same tasks, data cuts and seed as `small_config`."""
+    algo = (
+        MACAWConfig()
+        .environment(family="point-robot", train_tasks=TRAIN, test_tasks=TEST)
+        .offline_data(root=root, buffer_stride=1)
+        .training(hidden=(16, 16), inner_batch_size=32, outer_batch_size=32)
+        .evaluation(adaptation_batch_size=32)
+        .debugging(seed=5)
+        .build_algo()
+    )
+    assert isinstance(algo, MACAW)
+    return algo
+
+
 def test_two_iterations_train_and_evaluate(data_root: str) -> None:
     algo = small_config(data_root).build_algo()
     try:
@@ -137,15 +152,7 @@ def test_task_inference_uses_the_rows_macaw_adapts_on(data_root: str) -> None:
     from ray_macaw.algorithm import evaluation as ev
 
     pearl = small_config(data_root).build_algo()
-    macaw = (
-        MACAWConfig()
-        .environment(family="point-robot", train_tasks=TRAIN, test_tasks=TEST)
-        .offline_data(root=data_root, buffer_stride=1)
-        .training(hidden=(16, 16), inner_batch_size=32, outer_batch_size=32)
-        .evaluation(adaptation_batch_size=32)
-        .debugging(seed=5)
-        .build_algo()
-    )
+    macaw = small_macaw(data_root)
     try:
         batches = []
         for algo in (pearl, macaw):
@@ -181,14 +188,7 @@ def test_save_restore_continues_exactly(data_root: str, tmp_path: Path) -> None:
     finally:
         restored.stop()
     # A MACAW refuses PEARL's state with the reason, not a torch traceback.
-    macaw = (
-        MACAWConfig()
-        .environment(family="point-robot", train_tasks=TRAIN, test_tasks=TEST)
-        .offline_data(root=data_root, buffer_stride=1)
-        .training(hidden=(16, 16), inner_batch_size=32, outer_batch_size=32)
-        .evaluation(adaptation_batch_size=32)
-        .build_algo()
-    )
+    macaw = small_macaw(data_root)
     try:
         assert isinstance(macaw, MACAW)
         with pytest.raises(CheckpointError, match="algorithm PEARL"):
