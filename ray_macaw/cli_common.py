@@ -45,3 +45,23 @@ def quiet_library_noise() -> None:
     """Drop the known non-actionable library warnings from this process's logs."""
     for logger, fragment in NOISE:
         logging.getLogger(logger).addFilter(_DropMessage(fragment))
+
+
+def add_experiment_options(
+    parser: Any, file_help: str, set_example: str, storage_help: str
+) -> None:
+    """The options every `... tune FILE` command takes (`ray-macaw tune`, `ray-macaw supervised
+    tune`): --set, --name, --storage-path, --resume, --address, --json."""
+    parser.add_argument("file", help=file_help)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a shared setting, e.g. --set {set_example} (repeatable)",
+    )
+    parser.add_argument("--name", default=None, help="experiment name (default: the file's)")
+    parser.add_argument("--storage-path", default=None, help=storage_help)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
+    parser.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
+    parser.add_argument("--json", action="store_true", help="print a summary of the trials as JSON")

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from ray_macaw.cli_common import parse_overrides
+from ray_macaw.cli_common import add_experiment_options, parse_overrides
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -59,21 +59,12 @@ def add_parsers(sub: Any) -> None:
         description="Run every trial of a file from tune_configs/supervised/; --resume "
         "continues an interrupted experiment.",
     )
-    tune.add_argument(
-        "file", help="experiment YAML (tune_configs/supervised/, tune_configs/smoke/)"
+    add_experiment_options(
+        tune,
+        file_help="experiment YAML (tune_configs/supervised/, tune_configs/smoke/)",
+        set_example="data_dir=/data/omniglot",
+        storage_help="where results go (default: the file's)",
     )
-    tune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a shared setting, e.g. --set data_dir=/data/omniglot (repeatable)",
-    )
-    tune.add_argument("--name", default=None, help="experiment name (default: the file's)")
-    tune.add_argument("--storage-path", default=None, help="where results go (default: the file's)")
-    tune.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
-    tune.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
-    tune.add_argument("--json", action="store_true", help="print a summary of the trials as JSON")
     tune.set_defaults(func=cmd_tune)
 
     report = commands.add_parser(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ray_macaw.cli_common import parse_overrides
+from ray_macaw.cli_common import add_experiment_options, parse_overrides
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -52,21 +52,12 @@ def add_parsers(sub: Any) -> None:
         help="run a Ray Tune experiment from tune_configs/",
         description="Run every trial of an experiment file; --resume continues an interrupted one.",
     )
-    tune.add_argument("file", help="experiment YAML (see tune_configs/)")
-    tune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a shared setting, e.g. --set data_root=/shared/data (repeatable)",
+    add_experiment_options(
+        tune,
+        file_help="experiment YAML (see tune_configs/)",
+        set_example="data_root=/shared/data",
+        storage_help="where results go (local path or s3://, gs://)",
     )
-    tune.add_argument("--name", default=None, help="experiment name (default: the file's)")
-    tune.add_argument(
-        "--storage-path", default=None, help="where results go (local path or s3://, gs://)"
-    )
-    tune.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
-    tune.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
-    tune.add_argument("--json", action="store_true", help="print a summary of the trials as JSON")
     tune.set_defaults(func=cmd_tune)
 
     report = sub.add_parser(

@@ -82,6 +82,7 @@ class PEARL(OfflineMetaAlgorithm):
         env = get_task_family(cfg.family, seed=cfg.family_seed).make_env(self.split.train[0])
         box = env.action_space  # the networks act in [-1, 1]^d; the model maps to this box
         assert isinstance(box, gym.spaces.Box)
+        env.close()  # only its action space was needed
         torch.manual_seed(cfg.seed or 0)
         self.rng = np.random.default_rng(cfg.seed or 0)
         self.model_config = cfg.model_config(

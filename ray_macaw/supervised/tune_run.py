@@ -20,6 +20,7 @@ from ray_macaw.ray_setup import ensure_ray
 from ray_macaw.supervised.config import SupervisedConfig
 from ray_macaw.supervised.experiment import SupervisedExperiment
 from ray_macaw.supervised.train import META_STEP, train
+from ray_macaw.tune.run import resumable
 
 SPEC_FILE = "ray_macaw_supervised.yaml"  # the experiment, saved next to the trials for reports
 STATE_FILE = "state.pt"
@@ -104,13 +105,7 @@ def run_experiment(
     spec.validate(check_data=True)  # fix-it errors before Ray starts
     ensure_ray(address)
     path = experiment_path(spec)
-    exists = tune.Tuner.can_restore(path)
-    if exists and not resume:
-        raise RayMacawError(
-            f"experiment '{spec.name}' already exists at {path}",
-            "pass --resume to continue it, or give it another name (--name)",
-        )
-    if exists:
+    if resumable(path, spec.name, resume):
         log(f"resuming {path}")
         tuner = tune.Tuner.restore(
             path, trainable=_trainable(spec), resume_unfinished=True, resume_errored=True

@@ -119,6 +119,18 @@ def build_tuner(spec: TuneSpec, space: dict[str, Any] | None = None) -> tune.Tun
     )
 
 
+def resumable(path: str, name: str, resume: bool) -> bool:
+    """Whether the experiment at `path` exists and is to be resumed; an existing one without
+    `resume` is refused, so results are never mixed."""
+    exists = tune.Tuner.can_restore(path)
+    if exists and not resume:
+        raise RunConfigError(
+            f"experiment '{name}' already exists at {path}",
+            "pass --resume to continue it, or give it another name (--name)",
+        )
+    return exists
+
+
 def run_tune(
     spec: TuneSpec, *, resume: bool = False, address: str | None = None, log: Any = print
 ) -> dict[str, Any]:
@@ -127,13 +139,7 @@ def run_tune(
     spec.validate()  # fix-it errors before Ray starts
     ensure_ray(address)
     path = experiment_path(spec)
-    exists = tune.Tuner.can_restore(path)
-    if exists and not resume:
-        raise RunConfigError(
-            f"experiment '{spec.name}' already exists at {path}",
-            "pass --resume to continue it, or give it another name (--name)",
-        )
-    if exists:
+    if resumable(path, spec.name, resume):
         _warn_if_changed(spec, path, log)
         log(f"resuming {path}")
         tuner = tune.Tuner.restore(
