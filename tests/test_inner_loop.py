@@ -284,6 +284,30 @@ def test_low_rank_weight_transform_path_equals_plain_autograd(cheetah_model: MAC
         assert_same_grads(low_rank, plain, atol=1e-5)
 
 
+@pytest.mark.parametrize("steps", [1, 2])
+def test_first_order_low_rank_path_is_plain_first_order_maml(
+    cheetah_model: MACAWModel, steps: int
+) -> None:
+    """With first_order the closed-form step treats M^T g and g z^T as constants, as plain
+    first-order MAML does: no gradient through M or z of the inner step."""
+    inner, outer = make_batch(5, 64, 20, 6, seed=21), make_batch(5, 64, 20, 6, seed=22)
+    low_rank, _ = run(
+        cheetah_model, inner, outer, InnerLoopConfig(steps=steps, first_order=True), True
+    )
+    plain, _ = run(
+        cheetah_model,
+        inner,
+        outer,
+        InnerLoopConfig(steps=steps, first_order=True, low_rank_wt=False),
+        vectorize=False,
+    )
+    assert_same_grads(low_rank, plain, atol=1e-6)
+    second, _ = run(cheetah_model, inner, outer, InnerLoopConfig(steps=steps), True)
+    assert not torch.allclose(
+        second["value.layers.0.transform.weight"], low_rank["value.layers.0.transform.weight"]
+    )
+
+
 def test_k_steps_split_the_inner_batch(cheetah_model: MACAWModel) -> None:
     batch = {k: v[0] for k, v in make_batch(1, 64, 20, 6, seed=12).items()}
     config = InnerLoopConfig(steps=2)

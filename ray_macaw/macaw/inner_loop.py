@@ -156,7 +156,7 @@ def sgd_steps(
         grads, stats = grad_fn(
             chunk_loss(state, chunk), state.grad_inputs(), create_graph=not config.first_order
         )
-        state = state.stepped(grads)
+        state = state.stepped(grads, config.first_order)
         steps.append((state, stats))
     return steps
 

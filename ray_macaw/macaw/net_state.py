@@ -42,8 +42,10 @@ class ParamLayer:
         """(W, b) with the adapted tensors taken from `inputs`."""
         return self.layer.effective({**self.params, **inputs})  # type: ignore[operator]
 
-    def stepped(self, grads: Mapping[str, torch.Tensor]) -> ParamLayer:
-        """One SGD step: p - softplus(rho) grad for each adapted tensor."""
+    def stepped(self, grads: Mapping[str, torch.Tensor], first_order: bool = False) -> ParamLayer:
+        """One SGD step: p - softplus(rho) grad for each adapted tensor (first order: the
+        caller's gradients are already constants)."""
+        del first_order
         new = {n: self.params[n] - softplus(rho) * grads[n] for n, rho in self.raw_lrs.items()}
         return replace(self, params={**self.params, **new})
 
@@ -99,14 +101,23 @@ class LowRankWTLayer:
         """(W, b) from theta."""
         return self.layer.split_theta(inputs[THETA])
 
-    def stepped(self, grads: Mapping[str, torch.Tensor]) -> LowRankWTLayer:
-        """One SGD step on (z, M, m) from g = dL/dtheta, in closed form."""
+    def stepped(
+        self, grads: Mapping[str, torch.Tensor], first_order: bool = False
+    ) -> LowRankWTLayer:
+        """One SGD step on (z, M, m) from g = dL/dtheta, in closed form.
+
+        The inner gradients of z and M are M_k^T g and g z^T. First order (plain first-order
+        MAML) treats every inner gradient as a constant, so M_k^T g and the z in g z^T are
+        detached as well as g: otherwise the outer pass still differentiates through M and z.
+        """
         g = grads[THETA]
         z, bias, corrections = self.z, self.bias, self.corrections
         if Z in self.raw_lrs:
-            z = z - softplus(self.raw_lrs[Z]) * self._rmatvec(g)
+            grad_z = self._rmatvec(g)
+            z = z - softplus(self.raw_lrs[Z]) * (grad_z.detach() if first_order else grad_z)
         if M in self.raw_lrs:
-            corrections = (*corrections, (softplus(self.raw_lrs[M]) * g, self.z))
+            z_factor = self.z.detach() if first_order else self.z
+            corrections = (*corrections, (softplus(self.raw_lrs[M]) * g, z_factor))
         if MB in self.raw_lrs:
             bias = bias - softplus(self.raw_lrs[MB]) * g
         return replace(self, z=z, bias=bias, corrections=corrections)
@@ -181,12 +192,12 @@ class NetworkState:
             for name, layer in zip(self.names, self.layers, strict=True)
         ]
 
-    def stepped(self, grads: Mapping[str, torch.Tensor]) -> NetworkState:
-        """One SGD step of every layer."""
+    def stepped(self, grads: Mapping[str, torch.Tensor], first_order: bool = False) -> NetworkState:
+        """One SGD step of every layer (first order: inner gradients are constants)."""
         return replace(
             self,
             layers=tuple(
-                layer.stepped(_local(grads, name))
+                layer.stepped(_local(grads, name), first_order)
                 for name, layer in zip(self.names, self.layers, strict=True)
             ),
         )
