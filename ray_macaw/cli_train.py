@@ -66,12 +66,18 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         raise UnknownNameError(
             f"cannot read budgets '{args.budgets}'", "give step counts like 20000,200000"
         ) from None
-    config = FineTuneConfig(
-        budgets=budgets,
-        gradient_steps=args.gradient_steps,
-        batch_size=args.batch_size,
-        eval_episodes=args.episodes,
-        num_cpus_per_task=args.num_cpus_per_task,
+    given = {
+        "value_steps": args.value_steps,
+        "policy_steps": args.policy_steps,
+        "burn_in_rounds": args.burn_in_rounds,
+        "batch_size": args.batch_size,
+        "eval_episodes": args.episodes,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.fifo_size is not None:
+        settings["fifo_size"] = args.fifo_size or None  # 0: keep every transition
+    config = FineTuneConfig.preset(
+        args.preset, budgets=budgets, num_cpus_per_task=args.num_cpus_per_task, **settings
     )
     ensure_ray(args.address)
     algo: Any = open_checkpoint(args.checkpoint)
@@ -155,10 +161,21 @@ def add_parsers(sub: Any) -> None:
         "--budgets", default="20000,200000", help="extra env steps at which returns are measured"
     )
     tune.add_argument(
-        "--gradient-steps", type=int, default=100, help="Adam updates after each trajectory"
+        "--preset",
+        default="authors",
+        choices=("authors", "paper"),
+        help="the authors' schedule (spec §7.3, default) or the paper's text (appendix C.2)",
     )
-    tune.add_argument("--batch-size", type=int, default=256)
-    tune.add_argument("--episodes", type=int, default=3, help="episodes per measurement")
+    tune.add_argument("--value-steps", type=int, default=None, help="value steps per round")
+    tune.add_argument("--policy-steps", type=int, default=None, help="policy steps per round")
+    tune.add_argument(
+        "--burn-in-rounds", type=int, default=None, help="rounds that only collect at first"
+    )
+    tune.add_argument(
+        "--fifo-size", type=int, default=None, help="replay buffer size (0: keep everything)"
+    )
+    tune.add_argument("--batch-size", type=int, default=None, help="rows per update (256)")
+    tune.add_argument("--episodes", type=int, default=None, help="episodes per measurement (3)")
     tune.add_argument("--num-cpus-per-task", type=float, default=1.0)
     tune.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
     tune.add_argument("--json", action="store_true")

@@ -288,8 +288,12 @@ def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
         str(tmp_path / "ckpt"),
         "--budgets",
         "40,80",
-        "--gradient-steps",
+        "--value-steps",
         "3",
+        "--policy-steps",
+        "4",
+        "--burn-in-rounds",
+        "1",
         "--batch-size",
         "32",
         "--episodes",
@@ -308,6 +312,12 @@ def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
         for measured in task["budgets"]:  # 20-step point-robot episodes
             assert measured["online_steps"] == measured["budget"]
             assert measured["buffer_rows"] == task["initial_rows"] + measured["online_steps"]
+        # the authors' schedule: no adaptation rows, 1 burn-in round, 3 value + 4 policy steps
+        assert task["initial_rows"] == 0
+        last = task["budgets"][-1]
+        assert (last["rounds"], last["rounds_with_updates"]) == (4, 3)
+        assert (task["value_updates"], task["policy_updates"]) == (3 * 3, 4 * 3)
+        assert task["gamma"] == pytest.approx(0.99)  # the data's (manifest)
     first = summary["table"][1]
     assert first["improvement"] == pytest.approx(
         np.mean([t["budgets"][0]["return"] - t["offline_return"] for t in tasks.values()])

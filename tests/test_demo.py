@@ -19,7 +19,9 @@ TINY = replace(
     meta_steps=4,
     evaluation_interval=2,
     eval_episodes=1,
-    finetune=FineTuneConfig(budgets=(20, 40), gradient_steps=2, num_cpus_per_task=0.5),
+    finetune=FineTuneConfig(
+        budgets=(20, 40), value_steps=2, policy_steps=2, burn_in_rounds=0, num_cpus_per_task=0.5
+    ),
     training={
         "train_tasks": [0, 1, 2, 4],
         "test_tasks": [3],

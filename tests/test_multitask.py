@@ -9,7 +9,8 @@ from ray_macaw.algorithm.batches import TaskRequest, gather
 from ray_macaw.data import columns as C
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig
-from ray_macaw.macaw.multitask import fine_tune
+from ray_macaw.macaw.multitask import MultitaskObjective
+from ray_macaw.macaw.objective import AdaptationSettings
 
 
 def test_gather_appends_the_task_one_hot() -> None:
@@ -58,7 +59,10 @@ def test_fine_tune_fits_the_batch_and_leaves_the_model_alone() -> None:
         C.TERMINAL_DISCOUNT: torch.rand(64),
     }
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tuned = fine_tune(model, batch, InnerLoopConfig(), steps=20, value_lr=1e-2, policy_lr=1e-2)
+    settings = AdaptationSettings(
+        finetune_steps=20, finetune_value_lr=1e-2, finetune_policy_lr=1e-2
+    )
+    tuned = MultitaskObjective().adapt(model, batch, InnerLoopConfig(), settings)
     loss = lambda m: (m.value(batch[C.OBS]) - batch[C.MC_RETURN]).pow(2).mean().item()  # noqa: E731
     assert loss(tuned) < loss(model)
     for name, param in model.named_parameters():

@@ -231,7 +231,8 @@ def test_train_evaluate_and_finetune_commands(
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["meta_steps"] == 6 and set(evaluation["per_task"]) == {"3", "5"}
 
-    small = ["--gradient-steps", "2", "--batch-size", "16", "--episodes", "1"]
+    # the paper's aggregate buffer: it starts with the 32 adaptation rows and keeps everything
+    small = ["--preset", "paper", "--policy-steps", "2", "--batch-size", "16", "--episodes", "1"]
     main(
         [
             "finetune",

@@ -9,7 +9,9 @@ from ray.rllib.utils.annotations import override
 
 from ray_macaw.algorithm.config_base import DATA, ENVIRONMENT, OfflineMetaConfig
 from ray_macaw.macaw import InnerLoopConfig, LossScale, ModelConfig
+from ray_macaw.macaw.inner_loop import ObjectiveName
 from ray_macaw.macaw.model import Adapt
+from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.nn import LayerKind
 
 # MACAW's settings beyond the shared ENVIRONMENT and DATA (config_base.py), with their defaults
@@ -26,17 +28,22 @@ TRAINING = {
     "inner_policy_lr": 1e-3,  # initial inner policy lr (learned, softplus(log lr))
     "inner_value_lr": 1e-3,  # initial inner value lr (learned)
     "adv_coef": 0.01,  # initial lambda, the advantage-head loss coefficient (learned)
-    "advantage_head": True,  # policy advantage head + its inner loss (spec §1.2)
+    # The next three: None takes the objective's network (objective.network): weight transform
+    # with the head for MACAW; no head for MAML+AWR and Meta-BC; bias transform, no head, for
+    # the multi-task baseline (spec §9).
+    "advantage_head": None,  # policy advantage head + its inner loss (spec §1.2)
+    "policy_layer": None,  # weight_transform / bias_transform / linear
+    "value_layer": None,
     "hidden": (100, 100, 100),  # hidden widths of both networks
-    "policy_layer": "weight_transform",  # weight_transform / bias_transform / linear
-    "value_layer": "weight_transform",
     "latent_dim": 100,  # latent size c of weight-transform layers
     "temperature": 1.0,  # AWR temperature T
     "max_weight": 20.0,  # largest AWR weight (clip at ln 20)
     "normalize_advantages": True,  # per-batch advantage normalisation (unbiased std)
     "target_mix": 0.9,  # phi_bar = 0.9 phi + 0.1 phi' (outer value target)
     "outer_value_target": "bootstrap",  # 'bootstrap' (authors) or 'mc' (paper)
-    "objective": "macaw",  # 'macaw', 'meta_bc' or 'multitask' (the paper's baselines, §9)
+    # 'macaw', 'maml_awr' (no advantage head), 'meta_bc' or 'multitask' (the baselines, §9):
+    # training losses, test-time adaptation and fine-tuning updates (macaw/objectives.py)
+    "objective": "macaw",
     "loss_scale": "num_train_tasks",  # divide the meta-loss by N_train (authors) or task batch
     "adapt": "all",  # adapt every tensor (authors) or only the latents ('latent')
     "low_rank_wt": True,  # closed-form low-rank weight-transform inner step (exact, faster)
@@ -106,17 +113,17 @@ class MACAWConfig(OfflineMetaConfig):
     inner_policy_lr: float
     inner_value_lr: float
     adv_coef: float
-    advantage_head: bool
+    advantage_head: bool | None
     hidden: tuple[int, ...]
-    policy_layer: LayerKind
-    value_layer: LayerKind
+    policy_layer: LayerKind | None
+    value_layer: LayerKind | None
     latent_dim: int
     temperature: float
     max_weight: float
     normalize_advantages: bool
     target_mix: float
     outer_value_target: Literal["bootstrap", "mc"]
-    objective: Literal["macaw", "meta_bc", "multitask"]
+    objective: ObjectiveName
     loss_scale: LossScale
     adapt: Adapt
     low_rank_wt: bool
@@ -165,16 +172,19 @@ class MACAWConfig(OfflineMetaConfig):
 
         validate_macaw_config(self, check_data)
 
+    def network(self) -> dict[str, Any]:
+        """Layer kinds and advantage head: the settings, else the objective's (spec §9)."""
+        defaults = get_objective(self.objective).network
+        return {k: defaults[k] if getattr(self, k) is None else getattr(self, k) for k in defaults}
+
     def model_config(self, obs_dim: int, act_dim: int) -> ModelConfig:
         """The networks and learned inner-loop hyperparameters."""
         return ModelConfig(
             obs_dim=obs_dim,
             act_dim=act_dim,
             hidden=tuple(self.hidden),
-            policy_layer=self.policy_layer,
-            value_layer=self.value_layer,
             latent_dim=self.latent_dim,
-            advantage_head=self.advantage_head,
+            **self.network(),
             inner_policy_lr=self.inner_policy_lr,
             inner_value_lr=self.inner_value_lr,
             adv_coef=self.adv_coef,

@@ -16,8 +16,9 @@ import torch
 from ray_macaw.algorithm.batches import BATCH_COLUMNS
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
-from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, adapt
-from ray_macaw.macaw.multitask import fine_tune
+from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig
+from ray_macaw.macaw.objective import AdaptationSettings
+from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -72,23 +73,10 @@ def offline_adapt(
     inner_config: InnerLoopConfig,
     options: Mapping[str, Any],
 ) -> MACAWModel:
-    """An adapted copy of `model`: the inner step(s) for MACAW and Meta-BC, Adam fine-tuning for
-    the multi-task baseline (`one_hot_tasks` > 0, spec §7.2)."""
-    if int(options.get("one_hot_tasks", 0)):
-        return fine_tune(
-            model,
-            batch,
-            inner_config,
-            options["finetune_steps"],
-            options["finetune_value_lr"],
-            options["finetune_policy_lr"],
-        )
-    adapted = adapt(model, batch, inner_config, steps=options["adaptation_steps"])
-    copy = MACAWModel(model.config)
-    copy.load_state_dict(model.state_dict())
-    copy.policy.load_state_dict(adapted.policy)
-    copy.value.load_state_dict(adapted.value)
-    return copy
+    """An adapted copy of `model`: the configured objective's own test-time adaptation (MACAW's
+    value-then-policy step, Meta-BC's BC step, the multi-task baseline's Adam fine-tuning)."""
+    objective = get_objective(inner_config.objective)
+    return objective.adapt(model, batch, inner_config, AdaptationSettings(**options["test_time"]))
 
 
 def load_task(

@@ -8,6 +8,7 @@ meta-gradients come from the driver (vectorised) or from inner-loop worker actor
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from ray_macaw.algorithm.worker_pool import InnerLoopPool
 from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+from ray_macaw.macaw.objective import AdaptationSettings
+from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
 
 
@@ -69,7 +72,7 @@ class MACAW(OfflineMetaAlgorithm):
         self.rng = np.random.default_rng(seed)
         # The multi-task baseline appends a one-hot task id to observations (spec §9).
         num_tasks = get_task_family(cfg.family, seed=cfg.family_seed).num_tasks
-        self.one_hot_tasks = num_tasks if cfg.objective == "multitask" else 0
+        self.one_hot_tasks = num_tasks if get_objective(cfg.objective).one_hot_tasks else 0
         self.model_config = cfg.model_config(
             manifest.obs_dim + self.one_hot_tasks, manifest.act_dim
         )
@@ -185,11 +188,15 @@ class MACAW(OfflineMetaAlgorithm):
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
             "test_buffer": cfg.inner_buffer(),
-            "adaptation_steps": adaptation_steps or cfg.eval_adaptation_steps,
             "one_hot_tasks": self.one_hot_tasks,
-            "finetune_steps": cfg.eval_finetune_steps,
-            "finetune_value_lr": cfg.eval_finetune_value_lr,
-            "finetune_policy_lr": cfg.eval_finetune_policy_lr,
+            "test_time": asdict(
+                AdaptationSettings(
+                    steps=adaptation_steps or cfg.eval_adaptation_steps,
+                    finetune_steps=cfg.eval_finetune_steps,
+                    finetune_value_lr=cfg.eval_finetune_value_lr,
+                    finetune_policy_lr=cfg.eval_finetune_policy_lr,
+                )
+            ),
         }
 
     @override(Algorithm)

@@ -5,8 +5,9 @@ the same rows MACAW adapts on), and Offline PEARL + FT (appendix C.2).
 - Post-adaptation: z = the posterior mean of q(z | adaptation batch); deterministic actions
   tanh(mu(s, z)). (PEARL samples z for exploration; the mean makes evaluation deterministic.)
 - PEARL + FT: z stays the inferred posterior mean; each round collects one trajectory with the
-  stochastic policy pi(a | s, z) (SAC's own exploration) and takes `gradient_steps` SAC updates of
-  the policy, Q and V networks on the aggregate buffer, at PEARL's training learning rates.
+  stochastic policy pi(a | s, z) (SAC's own exploration) and, on the rounds `FineTuneConfig`
+  schedules (burn-in, FIFO buffer), takes `policy_steps` SAC updates of the policy, Q and V
+  networks on fresh batches, at PEARL's training learning rates.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import ray
 import torch
 
 from ray_macaw.algorithm import evaluation as ev
-from ray_macaw.algorithm.finetune import AggregateBuffer, FineTuneConfig, online_rounds
+from ray_macaw.algorithm.finetune import FineTuneConfig, fine_tune_buffer, online_rounds
 from ray_macaw.data import columns as C
 from ray_macaw.pearl import PEARLModel, PEARLModelConfig, SACConfig, context, sac_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
@@ -111,24 +112,30 @@ class PEARLFineTuneActor:
             return float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed)))
 
         offline = measure()
-        buffer, rng = AggregateBuffer(batch), np.random.default_rng(seed)
+        buffer, rng = fine_tune_buffer(cfg, batch), np.random.default_rng(seed)
+        initial_rows = buffer.rows
         lrs = options["learning_rates"]
         optimizers = {
             name: torch.optim.Adam(getattr(model, name).parameters(), lr=lrs[name])
             for name in ("policy", "qf1", "qf2", "vf")  # z is fixed: no encoder update
         }
 
-        def update() -> None:
-            rows = buffer.sample(cfg.batch_size, rng)
-            sac_step(model, optimizers, rows, z.expand(len(rows[C.OBS]), -1), sac_config)
+        def update_round() -> None:
+            for _ in range(cfg.policy_steps):
+                rows = buffer.sample(cfg.batch_size, rng)
+                sac_step(model, optimizers, rows, z.expand(len(rows[C.OBS]), -1), sac_config)
 
         results = online_rounds(
-            cfg, buffer, explore=lambda: explore(env, model, z, rng), update=update, measure=measure
+            cfg,
+            buffer,
+            explore=lambda: explore(env, model, z, rng),
+            update_round=update_round,
+            measure=measure,
         )
         return {
             "task_id": task_id,
             "offline_return": offline,
             "budgets": results,
-            "initial_rows": len(batch[C.OBS]),
+            "initial_rows": initial_rows,
             "pid": os.getpid(),
         }

@@ -27,6 +27,10 @@ from ray_macaw.nn.networks import gaussian_log_prob
 TensorDict = dict[str, torch.Tensor]
 Batch = Mapping[str, torch.Tensor]
 LossFn = Callable[[TensorDict], tuple[torch.Tensor, TensorDict]]
+# The objectives (`objectives.py`): MACAW, MACAW without the advantage head (the paper's
+# MAML+AWR), Meta-BC and the multi-task + fine-tune baseline (spec §9).
+ObjectiveName = Literal["macaw", "maml_awr", "meta_bc", "multitask"]
+OBJECTIVE_NAMES: tuple[ObjectiveName, ...] = ("macaw", "maml_awr", "meta_bc", "multitask")
 
 
 class GradFn(Protocol):
@@ -51,9 +55,8 @@ class InnerLoopConfig:
             target (0.9, `target_vf_alpha`).
         outer_value_target: 'bootstrap' (R + g V_phi_bar(s^T), the authors' code) or 'mc'
             (pure R, the paper's description).
-        objective: 'macaw' (AWR + advantage head, value adaptation), 'meta_bc' (the paper's
-            imitation baseline: behaviour cloning inside and out, no value network) or
-            'multitask' (the multi-task + fine-tune baseline: no inner loop, one-hot task ids).
+        objective: What is meta-learned and how a task is adapted: one of `OBJECTIVE_NAMES`
+            (`objectives.get_objective` gives its losses, test-time adaptation and fine-tuning).
         low_rank_wt: Adapt weight-transform layers in closed form (rank-1 updates of M, no
             per-task copy of it; see `net_state`). Exact: same result as plain autograd.
     """
@@ -65,7 +68,7 @@ class InnerLoopConfig:
     normalize_advantages: bool = True
     target_mix: float = 0.9
     outer_value_target: Literal["bootstrap", "mc"] = "bootstrap"
-    objective: Literal["macaw", "meta_bc", "multitask"] = "macaw"
+    objective: ObjectiveName = "macaw"
     low_rank_wt: bool = True
 
     def __post_init__(self) -> None:
@@ -77,8 +80,8 @@ class InnerLoopConfig:
             raise ValueError(f"target_mix must lie in [0, 1], got {self.target_mix}")
         if self.outer_value_target not in ("bootstrap", "mc"):
             raise ValueError("outer_value_target must be 'bootstrap' or 'mc'")
-        if self.objective not in ("macaw", "meta_bc", "multitask"):
-            raise ValueError("objective must be 'macaw', 'meta_bc' or 'multitask'")
+        if self.objective not in OBJECTIVE_NAMES:
+            raise ValueError(f"objective must be one of {OBJECTIVE_NAMES}, got {self.objective!r}")
 
 
 def autograd_grad(
@@ -251,6 +254,75 @@ def adv_coef(params: Params) -> torch.Tensor | float:
     return softplus(params["adv_coef"]) if "adv_coef" in params else 0.0
 
 
+@dataclass(frozen=True)
+class Adapted:
+    """Networks after the inner loop of one task (spec §4): phi', the soft target phi_bar and
+    theta'. Objectives without value adaptation leave `value` and `value_target` at phi."""
+
+    value: NetworkState
+    value_target: NetworkState
+    policy: NetworkState
+    stats: TensorDict
+
+
+def adapt_value_then_policy(
+    model: MACAWModel, params: Params, batch: Batch, config: InnerLoopConfig, grad_fn: GradFn
+) -> Adapted:
+    """MACAW's inner loop (Alg. 1 L7-L9): value steps on the MC loss, then policy steps on AWR +
+    advantage regression with advantages from the adapted value network (spec §4.3, §4.4).
+
+    Used for the meta-gradient and, with a first-order `grad_fn`, at test time: the one place
+    value-then-policy adaptation is written.
+    """
+    phi_adapted, phi_bar, value_stats = adapt_value(
+        model, value_state(model, params, config), batch, config, grad_fn
+    )
+    theta_adapted, policy_stats = adapt_policy(
+        model,
+        policy_state(model, params, config),
+        adv_coef(params),
+        phi_adapted,
+        batch,
+        config,
+        grad_fn,
+    )
+    return Adapted(phi_adapted, phi_bar, theta_adapted, {**value_stats, **policy_stats})
+
+
+def outer_value_loss(
+    model: MACAWModel, adapted: Adapted, outer: Batch, config: InnerLoopConfig
+) -> torch.Tensor:
+    """MSE of V_phi'(s) on R + g V_phi_bar(s^T) (or R with 'mc'), targets constant (spec §5)."""
+    if config.outer_value_target == "bootstrap":
+        terminal = _values(model, adapted.value_target, outer[TERMINAL_OBS])
+        targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
+    else:
+        targets = outer[MC_RETURN]
+    return losses.value_loss(_values(model, adapted.value, outer[OBS]), targets.detach())
+
+
+def outer_awr_loss(
+    model: MACAWModel,
+    value: NetworkState,
+    policy: NetworkState,
+    outer: Batch,
+    config: InnerLoopConfig,
+) -> tuple[torch.Tensor, TensorDict]:
+    """-mean(w log pi_theta'(a|s)) with w from `value`'s detached advantages (spec §5)."""
+    advantages = batch_advantages(model, value, outer)
+    weights = losses.awr_weights(
+        advantages, config.temperature, config.max_weight, config.normalize_advantages
+    )
+    log_probs, _ = log_probs_and_head(model, policy, outer)
+    loss = losses.awr_policy_loss(log_probs, weights)
+    return loss, {
+        "outer_policy_loss": loss.detach(),
+        "outer_weight_mean": weights.mean(),
+        "outer_weight_max": weights.max(),
+        "outer_advantage_mean": advantages.mean(),
+    }
+
+
 def task_meta_loss(
     model: MACAWModel,
     params: Params,
@@ -265,41 +337,10 @@ def task_meta_loss(
         (outer value loss, outer policy loss, stats). The value loss depends on phi and rho_V
         only; the policy loss on theta, rho_pi and c only (advantages are detached).
     """
-    phi_adapted, phi_bar, value_stats = adapt_value(
-        model, value_state(model, params, config), inner, config, grad_fn
-    )
-    theta_adapted, policy_stats = adapt_policy(
-        model,
-        policy_state(model, params, config),
-        adv_coef(params),
-        phi_adapted,
-        inner,
-        config,
-        grad_fn,
-    )
-
-    if config.outer_value_target == "bootstrap":
-        terminal = _values(model, phi_bar, outer[TERMINAL_OBS])
-        targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
-    else:
-        targets = outer[MC_RETURN]
-    value_loss = losses.value_loss(_values(model, phi_adapted, outer[OBS]), targets.detach())
-
-    advantages = batch_advantages(model, phi_adapted, outer)
-    weights = losses.awr_weights(
-        advantages, config.temperature, config.max_weight, config.normalize_advantages
-    )
-    log_probs, _ = log_probs_and_head(model, theta_adapted, outer)
-    policy_loss = losses.awr_policy_loss(log_probs, weights)
-    stats = {
-        **value_stats,
-        **policy_stats,
-        "outer_value_loss": value_loss.detach(),
-        "outer_policy_loss": policy_loss.detach(),
-        "outer_weight_mean": weights.mean(),
-        "outer_weight_max": weights.max(),
-        "outer_advantage_mean": advantages.mean(),
-    }
+    adapted = adapt_value_then_policy(model, params, inner, config, grad_fn)
+    value_loss = outer_value_loss(model, adapted, outer, config)
+    policy_loss, policy_stats = outer_awr_loss(model, adapted.value, adapted.policy, outer, config)
+    stats = {**adapted.stats, "outer_value_loss": value_loss.detach(), **policy_stats}
     return value_loss, policy_loss, stats
 
 
@@ -309,6 +350,14 @@ class AdaptedParams:
 
     policy: TensorDict
     value: TensorDict
+
+    @classmethod
+    def of(cls, adapted: Adapted) -> AdaptedParams:
+        """Detached explicit tensors of an inner loop's result."""
+        return cls(
+            policy={n: t.detach() for n, t in adapted.policy.materialize().items()},
+            value={n: t.detach() for n, t in adapted.value.materialize().items()},
+        )
 
 
 def adapt(
@@ -327,23 +376,10 @@ def adapt(
     """
     config = replace(config, steps=steps)
     with torch.enable_grad():
-        params = model.params()
-        phi, _, _ = adapt_value(
-            model, value_state(model, params, config), batch, config, autograd_grad_first_order
+        adapted = adapt_value_then_policy(
+            model, model.params(), batch, config, autograd_grad_first_order
         )
-        theta, _ = adapt_policy(
-            model,
-            policy_state(model, params, config),
-            adv_coef(params),
-            phi,
-            batch,
-            config,
-            autograd_grad_first_order,
-        )
-    return AdaptedParams(
-        policy={n: t.detach() for n, t in theta.materialize().items()},
-        value={n: t.detach() for n, t in phi.materialize().items()},
-    )
+    return AdaptedParams.of(adapted)
 
 
 def autograd_grad_first_order(

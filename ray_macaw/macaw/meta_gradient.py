@@ -18,9 +18,9 @@ from ray_macaw.macaw.inner_loop import (
     autograd_grad,
     func_grad,
     mean_stats,
-    task_meta_loss,
 )
 from ray_macaw.macaw.model import MACAWModel
+from ray_macaw.macaw.objectives import get_objective
 
 LossScale = Literal["num_train_tasks", "task_batch"]
 
@@ -71,16 +71,8 @@ def meta_backward(
 
 
 def _task_loss_fn(config: InnerLoopConfig) -> Callable[..., Any]:
-    """The per-task loss of the configured objective (MACAW, Meta-BC or multi-task)."""
-    if config.objective == "meta_bc":
-        from ray_macaw.macaw.meta_bc import task_meta_bc_loss
-
-        return task_meta_bc_loss
-    if config.objective == "multitask":
-        from ray_macaw.macaw.multitask import task_multitask_loss
-
-        return task_multitask_loss
-    return task_meta_loss
+    """The per-task loss of the configured objective."""
+    return get_objective(config.objective).task_loss
 
 
 def _task_loop(

@@ -3,107 +3,75 @@
 Training: no meta-learning. The networks see the observation with a one-hot task id appended (all
 zeros at test time); per task, an MC value regression and an AWR policy loss whose advantages use
 the current value network. Test time: fine-tune copies of both networks with Adam for a few steps
-on the adaptation batch.
+on the adaptation batch. The network is the spec's: bias-transform layers, no advantage head.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
-from ray_macaw.data.columns import ACTIONS, MC_RETURN, OBS, TERMINAL_DISCOUNT, TERMINAL_OBS
+from ray_macaw.data.columns import MC_RETURN, OBS
 from ray_macaw.macaw import losses
 from ray_macaw.macaw.inner_loop import (
+    Adapted,
     Batch,
     GradFn,
     InnerLoopConfig,
     TensorDict,
-    batch_advantages,
-    log_probs_and_head,
+    outer_awr_loss,
     policy_state,
     value_state,
 )
 from ray_macaw.macaw.model import MACAWModel, Params
-from ray_macaw.nn.networks import gaussian_log_prob
+from ray_macaw.macaw.objective import Objective, AdaptationSettings
 
 
-def task_multitask_loss(
-    model: MACAWModel,
-    params: Params,
-    inner: Batch,
-    outer: Batch,
-    config: InnerLoopConfig,
-    grad_fn: GradFn,
-) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
-    """(MC value loss, AWR policy loss, stats) of one task on its uniform batch (`outer`)."""
-    del inner, grad_fn  # no inner loop
-    value = value_state(model, params, config)
-    values = model.value.forward_effective(value.effective(), outer[OBS])
-    value_loss = losses.value_loss(values, outer[MC_RETURN])
-    advantages = batch_advantages(model, value, outer)
-    weights = losses.awr_weights(
-        advantages, config.temperature, config.max_weight, config.normalize_advantages
-    )
-    log_probs, _ = log_probs_and_head(model, policy_state(model, params, config), outer)
-    policy_loss = losses.awr_policy_loss(log_probs, weights)
-    return (
-        value_loss,
-        policy_loss,
-        {
-            "outer_value_loss": value_loss.detach(),
-            "outer_policy_loss": policy_loss.detach(),
-            "outer_weight_mean": weights.mean(),
-            "outer_weight_max": weights.max(),
-        },
-    )
+class MultitaskObjective(Objective):
+    """Multi-task training on every task's uniform batch; Adam fine-tuning at test time."""
 
+    name: ClassVar[str] = "multitask"
+    network: ClassVar[Mapping[str, Any]] = {
+        "policy_layer": "bias_transform",
+        "value_layer": "bias_transform",
+        "advantage_head": False,
+    }
+    one_hot_tasks: ClassVar[bool] = True
 
-def value_and_awr_step(
-    model: MACAWModel,
-    optimizers: Sequence[torch.optim.Optimizer],
-    batch: Mapping[str, torch.Tensor],
-    config: InnerLoopConfig,
-) -> None:
-    """One Adam value step on MC targets, then one Adam AWR policy step with advantages from the
-    updated value network (test-time fine-tuning, spec §7.2, §7.3)."""
-    value_opt, policy_opt = optimizers
-    value_opt.zero_grad()
-    losses.value_loss(model.value(batch[OBS]), batch[MC_RETURN]).backward()
-    value_opt.step()
-    with torch.no_grad():
-        advantages = losses.advantages(
-            batch[MC_RETURN],
-            batch[TERMINAL_DISCOUNT],
-            model.value(batch[TERMINAL_OBS]),
-            model.value(batch[OBS]),
-        )
-    weights = losses.awr_weights(
-        advantages, config.temperature, config.max_weight, config.normalize_advantages
-    )
-    policy_opt.zero_grad()
-    log_probs = gaussian_log_prob(
-        model.policy.mean_action(batch[OBS]), batch[ACTIONS], model.config.action_sigma
-    )
-    losses.awr_policy_loss(log_probs, weights).backward()
-    policy_opt.step()
+    def inner_adapt(
+        self,
+        model: MACAWModel,
+        params: Params,
+        batch: Batch,
+        config: InnerLoopConfig,
+        grad_fn: GradFn,
+    ) -> Adapted:
+        """No inner loop: the networks as they are."""
+        del batch, grad_fn
+        value = value_state(model, params, config)
+        return Adapted(value, value, policy_state(model, params, config), {})
 
+    def outer_losses(
+        self, model: MACAWModel, adapted: Adapted, outer: Batch, config: InnerLoopConfig
+    ) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
+        """(MC value loss, AWR policy loss, stats) of one task on its uniform batch (`outer`)."""
+        values = model.value.forward_effective(adapted.value.effective(), outer[OBS])
+        value_loss = losses.value_loss(values, outer[MC_RETURN])
+        policy_loss, stats = outer_awr_loss(model, adapted.value, adapted.policy, outer, config)
+        return value_loss, policy_loss, {"outer_value_loss": value_loss.detach(), **stats}
 
-def fine_tune(
-    model: MACAWModel,
-    batch: Batch,
-    config: InnerLoopConfig,
-    steps: int,
-    value_lr: float,
-    policy_lr: float,
-) -> MACAWModel:
-    """A copy of `model` after `steps` value + AWR Adam steps on the fixed `batch` (spec §7.2)."""
-    tuned = copy.deepcopy(model)
-    optimizers = (
-        torch.optim.Adam(tuned.value.parameters(), lr=value_lr),
-        torch.optim.Adam(tuned.policy.parameters(), lr=policy_lr),
-    )
-    for _ in range(steps):
-        value_and_awr_step(tuned, optimizers, batch, config)
-    return tuned
+    def adapt(
+        self, model: MACAWModel, batch: Batch, config: InnerLoopConfig, settings: AdaptationSettings
+    ) -> MACAWModel:
+        """A copy of `model` after `settings.finetune_steps` iterations of one value and one AWR
+        Adam step on the fixed `batch` (spec §7.2)."""
+        tuned = copy.deepcopy(model)
+        value_opt = torch.optim.Adam(tuned.value.parameters(), lr=settings.finetune_value_lr)
+        policy_opt = torch.optim.Adam(tuned.policy.parameters(), lr=settings.finetune_policy_lr)
+        for _ in range(settings.finetune_steps):
+            self.value_update(tuned, value_opt, batch)
+            self.policy_update(tuned, policy_opt, batch, config)
+        return tuned

@@ -285,11 +285,13 @@ def _as_list(value: Any) -> list[Any]:
 def _finetune(doc: dict[str, Any] | None, path: Path) -> FineTuneConfig | None:
     if doc is None:
         return None
-    _refuse_unknown(doc, FineTuneConfig.__dataclass_fields__, "finetune key", path)
+    _refuse_unknown(doc, {*FineTuneConfig.__dataclass_fields__, "preset"}, "finetune key", path)
+    doc = dict(doc)
+    preset = doc.pop("preset", "authors")
     if "budgets" in doc:
-        doc = {**doc, "budgets": tuple(_as_list(doc["budgets"]))}
+        doc["budgets"] = tuple(_as_list(doc["budgets"]))
     try:
-        return FineTuneConfig(**doc)
+        return FineTuneConfig.preset(preset, **doc)
     except ValueError as e:
         raise RunConfigError(f"finetune: {e}", "fix the finetune section", path) from e
 
