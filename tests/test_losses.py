@@ -46,9 +46,10 @@ def test_awr_weights_clipped_above_at_max_weight_only() -> None:
 
 
 def test_awr_weights_without_normalisation() -> None:
-    # A / T clipped to [-ln 20, ln 20]
-    w = losses.awr_weights(T3([-10.0, 0.5, 10.0]), normalize=False)
-    assert w.tolist() == pytest.approx([1 / 20, math.exp(0.5), 20.0], rel=1e-6)
+    # A clipped to [-ln 20, ln 20]; the authors' no_norm path never divides by T
+    for temperature in (1.0, 5.0):
+        w = losses.awr_weights(T3([-10.0, 0.5, 10.0]), temperature, normalize=False)
+        assert w.tolist() == pytest.approx([1 / 20, math.exp(0.5), 20.0], rel=1e-6)
 
 
 def test_awr_policy_loss_by_hand() -> None:

@@ -51,8 +51,9 @@ def awr_weights(
     """Advantage weights w = exp(min(A_hat, ln max_weight)) (spec §4.4 steps 2-3).
 
     With `normalize`, A_hat = (A - mean(A)) / std(A) / T over the batch, with the unbiased
-    (N - 1) std, clipped above only. Without it (the authors' `no_norm` variant), A_hat = A / T
-    clipped to [-ln max_weight, ln max_weight].
+    (N - 1) std, clipped above only. Without it (the authors' `no_norm` variant), A_hat = A
+    clipped to [-ln max_weight, ln max_weight]: the authors' code divides by T only on the
+    normalised path (macaw.py:372-373), so T has no effect there.
 
     Args:
         advantages: (N,) advantages; treated as constants (detach them).
@@ -67,7 +68,7 @@ def awr_weights(
     if normalize:
         scaled = (advantages - advantages.mean()) / advantages.std() / temperature
         return torch.exp(scaled.clamp(max=log_max))
-    return torch.exp((advantages / temperature).clamp(min=-log_max, max=log_max))
+    return torch.exp(advantages.clamp(min=-log_max, max=log_max))
 
 
 def awr_policy_loss(log_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
