@@ -76,13 +76,6 @@ class MetaBCObjective(Objective):
         no_value_loss = outer[MC_RETURN].sum() * 0.0  # the value network takes no part
         return no_value_loss, policy_loss, {"outer_policy_loss": policy_loss.detach()}
 
-    def value_update(
-        self, model: MACAWModel, optimizer: torch.optim.Optimizer, batch: Batch
-    ) -> bool:
-        """No value network to fine-tune: nothing is done."""
-        del model, optimizer, batch
-        return False
-
     def policy_update(
         self,
         model: MACAWModel,

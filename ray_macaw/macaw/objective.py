@@ -121,12 +121,11 @@ class Objective(ABC):
 
     def value_update(
         self, model: MACAWModel, optimizer: torch.optim.Optimizer, batch: Batch
-    ) -> bool:
-        """One Adam step of the value network on MC targets (spec §7.2, §7.3); True if taken."""
+    ) -> None:
+        """One Adam step of the value network on MC targets (spec §7.2, §7.3)."""
         optimizer.zero_grad()
         losses.value_loss(model.value(batch[OBS]), batch[MC_RETURN]).backward()
         optimizer.step()
-        return True
 
     def policy_update(
         self,
@@ -164,22 +163,22 @@ class Objective(ABC):
         """One online fine-tuning round's updates (spec §7.3): `value_steps` value steps then
         `policy_steps` policy steps, each on a fresh batch from `sample()` (the authors); with
         `interleave`, pairs of one value and one policy step on a shared batch (the paper's
-        reading, `value_steps` pairs). Returns the (value, policy) steps taken."""
+        reading, `value_steps` pairs). Objectives without a value network take only the policy
+        steps. Returns the (value, policy) steps taken."""
         value_opt, policy_opt = optimizers
-        taken = [0, 0]
         if interleave:
             for _ in range(value_steps):
                 batch = sample()
-                taken[0] += self.value_update(model, value_opt, batch)
+                if self.uses_value:
+                    self.value_update(model, value_opt, batch)
                 self.policy_update(model, policy_opt, batch, config)
-                taken[1] += 1
-            return taken[0], taken[1]
+            return (value_steps if self.uses_value else 0), value_steps
+        value_steps = value_steps if self.uses_value else 0  # Meta-BC: no value network
         for _ in range(value_steps):
-            taken[0] += self.value_update(model, value_opt, sample())
+            self.value_update(model, value_opt, sample())
         for _ in range(policy_steps):
             self.policy_update(model, policy_opt, sample(), config)
-            taken[1] += 1
-        return taken[0], taken[1]
+        return value_steps, policy_steps
 
 
 def policy_log_probs(model: MACAWModel, batch: Batch) -> torch.Tensor:
