@@ -34,6 +34,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Iter
             steps=1400,
             algo="noisy-init",
             rows_per_part=700,
+            gamma=0.97,  # not the default: fine-tuning must read it from the data
         ),
         show_progress=False,
     )
@@ -317,7 +318,7 @@ def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
         last = task["budgets"][-1]
         assert (last["rounds"], last["rounds_with_updates"]) == (4, 3)
         assert (task["value_updates"], task["policy_updates"]) == (3 * 3, 4 * 3)
-        assert task["gamma"] == pytest.approx(0.99)  # the data's (manifest)
+        assert task["gamma"] == pytest.approx(0.97)  # the data's (manifest)
     first = summary["table"][1]
     assert first["improvement"] == pytest.approx(
         np.mean([t["budgets"][0]["return"] - t["offline_return"] for t in tasks.values()])
