@@ -16,7 +16,13 @@ from ray_macaw.macaw.inner_loop import (
     task_meta_loss,
     value_state,
 )
-from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+from ray_macaw.macaw.meta_gradient import (
+    clip_per_network,
+    gradient_norms,
+    learned_lrs_without_gradient,
+    loss_divisor,
+    warn_learned_lrs_without_gradient,
+)
 
 
 def make_batch(
@@ -169,6 +175,31 @@ def test_gradients_reach_every_meta_parameter(cheetah_model: MACAWModel) -> None
         "outer_weight_max",
     ):
         assert math.isfinite(stats[key])
+
+
+def test_learned_lrs_without_gradient_are_reported(
+    cheetah_model: MACAWModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    inner, outer = make_batch(5, 64, 20, 6, seed=0), make_batch(5, 64, 20, 6, seed=1)
+    run(cheetah_model, inner, outer, InnerLoopConfig(), vectorize=True)
+    expected = sorted(f"policy:{n}" for n in cheetah_model.policy_lr.names if n.startswith("head."))
+    assert sorted(learned_lrs_without_gradient(cheetah_model)) == expected and len(expected) == 6
+    with caplog.at_level("WARNING"):
+        warn_learned_lrs_without_gradient(cheetah_model)
+    assert "6 learned inner lrs receive no meta-gradient" in caplog.text
+    assert "policy:head.0.z" in caplog.text
+
+
+def test_gradient_clipping_is_per_network(cheetah_model: MACAWModel) -> None:
+    inner, outer = make_batch(5, 64, 20, 6, seed=0), make_batch(5, 64, 20, 6, seed=1)
+    run(cheetah_model, inner, outer, InnerLoopConfig(), vectorize=True)
+    lr_grads = {n: p.grad.clone() for n, p in cheetah_model.value_lr.named_parameters()}
+    clip_per_network(cheetah_model, 1e-4)
+    norms = gradient_norms(cheetah_model)
+    assert norms["value"] == pytest.approx(1e-4, rel=1e-3)
+    assert norms["policy"] == pytest.approx(1e-4, rel=1e-3)  # not a shared budget of 1e-4
+    for name, param in cheetah_model.value_lr.named_parameters():
+        torch.testing.assert_close(param.grad, lr_grads[name])  # learned lrs are not clipped
 
 
 def test_policy_loss_sends_no_gradient_into_the_value_network(cheetah_model: MACAWModel) -> None:

@@ -62,6 +62,7 @@ EVALUATION = {
     "eval_adaptation_steps": 1,  # test-time adaptation steps (the authors: 1)
     "eval_episodes_per_task": 1,  # deterministic episodes per held-out task (the authors: 1)
     "eval_num_cpus_per_task": 1.0,  # CPUs of each held-out task's evaluation (a Ray task)
+    "eval_at_start": True,  # also evaluate the untrained model, at meta-step 0 (spec §7.1)
     "eval_finetune_steps": 20,  # multitask baseline: Adam fine-tuning steps at test time (§7.2)
     "eval_finetune_value_lr": 1e-5,
     "eval_finetune_policy_lr": 1e-3,

@@ -54,6 +54,7 @@ class OfflineMetaConfig(AlgorithmConfig):
     eval_adaptation_batch_size: int
     eval_episodes_per_task: int
     eval_num_cpus_per_task: float
+    eval_at_start: bool
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
@@ -140,6 +141,7 @@ class OfflineMetaConfig(AlgorithmConfig):
         adaptation_steps: Any = NotProvided,
         episodes_per_task: Any = NotProvided,
         num_cpus_per_task: Any = NotProvided,
+        at_start: Any = NotProvided,
         **kwargs: Any,
     ) -> Self:
         """RLlib's evaluation settings plus the held-out adaptation protocol (spec §7.1)."""
@@ -151,6 +153,7 @@ class OfflineMetaConfig(AlgorithmConfig):
                 "eval_adaptation_steps": adaptation_steps,
                 "eval_episodes_per_task": episodes_per_task,
                 "eval_num_cpus_per_task": num_cpus_per_task,
+                "eval_at_start": at_start,
             },
         )
 

@@ -27,7 +27,12 @@ from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
 from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
-from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
+from ray_macaw.macaw.meta_gradient import (
+    clip_per_network,
+    gradient_norms,
+    loss_divisor,
+    warn_learned_lrs_without_gradient,
+)
 from ray_macaw.macaw.objective import AdaptationSettings
 from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
@@ -144,9 +149,11 @@ class MACAW(OfflineMetaAlgorithm):
         stats = self._meta_gradient(requests, divisor)  # Alg. 1 L6-L12
         computed = time.perf_counter()
         norms = gradient_norms(self.model)
+        if self.num_meta_steps == 0:
+            warn_learned_lrs_without_gradient(self.model)
         if self._finite({**stats, **norms}):
             if cfg.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+                clip_per_network(self.model, cfg.grad_clip_norm)
             for opt in self.optimizers.values():  # Alg. 1 L13-L14
                 opt.step()
         self.num_meta_steps += 1

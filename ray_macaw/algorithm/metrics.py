@@ -20,6 +20,9 @@ SKIPPED_STEPS = "num_non_finite_steps_skipped"  # updates skipped for a non-fini
 # always find it (NaN before the first evaluation); "meta_step" says when it was measured.
 HELD_OUT = "held_out"
 HELD_OUT_KEYS = ("pre_adaptation_return_mean", "post_adaptation_return_mean")
+# The held-out evaluation of the untrained model (meta-step 0), in the first result only, so that
+# learning curves start where training starts (the authors evaluate at step 0, spec §7.1).
+EVALUATION_AT_START = "evaluation_at_start"
 
 
 def no_held_out_yet() -> dict[str, float]:

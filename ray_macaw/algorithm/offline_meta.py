@@ -112,8 +112,20 @@ class OfflineMetaAlgorithm(Algorithm):
 
     @override(Algorithm)
     def step(self) -> dict[str, Any]:
-        """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT)."""
+        """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT),
+        and before the first meta-step an evaluation of the untrained model
+        (`metrics.EVALUATION_AT_START`, with `eval_at_start` and evaluation on)."""
+        at_start = None
+        if (
+            self.num_meta_steps == 0
+            and self.config.evaluation_interval
+            and self.config.eval_at_start
+        ):
+            at_start = self.evaluate_held_out()
+            self.held_out = {k: at_start[k] for k in M.HELD_OUT_KEYS} | {"meta_step": 0}
         results = super().step()
+        if at_start is not None:
+            results[M.EVALUATION_AT_START] = at_start
         evaluation = results.get("evaluation") or {}
         if M.HELD_OUT_KEYS[1] in evaluation:
             self.held_out = {k: evaluation[k] for k in M.HELD_OUT_KEYS}

@@ -40,6 +40,7 @@ EVALUATION = {
     "eval_adaptation_batch_size": 256,  # uniform test-buffer rows the posterior is inferred from
     "eval_episodes_per_task": 1,  # deterministic episodes per held-out task
     "eval_num_cpus_per_task": 1.0,  # CPUs of each held-out task's evaluation (a Ray task)
+    "eval_at_start": True,  # also evaluate the untrained model, at meta-step 0
 }
 # Appendix Table 2: the standard column is the defaults above; the Meta-World column differs here.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ray_macaw.algorithm.config_base import OfflineMetaConfig
+from ray_macaw.algorithm.metrics import EVALUATION_AT_START
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.run_config import RunConfigError, RunOptions
 
@@ -33,6 +34,11 @@ def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
     if evaluation:
         view.update({k: v for k, v in evaluation.items() if k != "per_task"})
     return view
+
+
+def _start_view(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The metrics-log row of the evaluation before training (meta-step 0)."""
+    return {"meta_step": 0, **{k: v for k, v in evaluation.items() if k != "per_task"}}
 
 
 def train(
@@ -78,6 +84,8 @@ def train(
             while algo.num_meta_steps < options.stop_meta_steps:
                 start = time.perf_counter()
                 result = algo.train()
+                if EVALUATION_AT_START in result:
+                    metrics.write(json.dumps(_start_view(result[EVALUATION_AT_START])) + "\n")
                 view = _scalar_view(result)
                 metrics.write(json.dumps(view) + "\n")
                 step = algo.num_meta_steps

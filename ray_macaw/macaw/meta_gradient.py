@@ -7,6 +7,7 @@ gradients: that is what lets tasks spread over workers, and what `vmap` batches 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from ray_macaw.macaw.model import MACAWModel
 from ray_macaw.macaw.objectives import get_objective
 
 LossScale = Literal["num_train_tasks", "task_batch"]
+logger = logging.getLogger(__name__)
 
 
 def loss_divisor(scale: LossScale, num_train_tasks: int, task_batch: int) -> int:
@@ -90,6 +92,39 @@ def _task_loop(
         per_task.append(stats)
     stacked = {k: torch.stack([s[k] for s in per_task]) for k in per_task[0]}
     return torch.stack(value_losses), torch.stack(policy_losses), stacked
+
+
+def clip_per_network(model: MACAWModel, max_norm: float) -> None:
+    """Clip the value network's and the policy's meta-gradients to `max_norm` each, as the
+    authors clip each network separately (spec §5, macaw.py:399-408); learned lrs and c are not
+    clipped."""
+    for net in (model.value, model.policy):
+        torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+
+
+def learned_lrs_without_gradient(model: MACAWModel) -> list[str]:
+    """Learned inner lrs whose accumulated meta-gradient is missing or exactly zero."""
+    rates = {"policy": model.policy_lr, "value": model.value_lr}
+    return [
+        f"{net}:{name}"
+        for net, module in rates.items()
+        for name, rho in module.raw_by_name().items()
+        if rho.grad is None or not bool(rho.grad.any())
+    ]
+
+
+def warn_learned_lrs_without_gradient(model: MACAWModel) -> list[str]:
+    """Log once which learned lrs the meta-gradient never reaches (spec §3: with the advantage
+    head, its lrs, since the outer policy loss does not depend on the adapted head); they keep
+    their initial value. Returns their names."""
+    unused = learned_lrs_without_gradient(model)
+    if unused:
+        logger.warning(
+            "%d learned inner lrs receive no meta-gradient and keep their initial value: %s",
+            len(unused),
+            ", ".join(unused),
+        )
+    return unused
 
 
 def gradient_norms(model: MACAWModel) -> Mapping[str, float]:

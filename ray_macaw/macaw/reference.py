@@ -24,7 +24,9 @@ def value(model: MACAWModel, phi: Tensors, obs: torch.Tensor) -> torch.Tensor:
     return functional_call(model.value, phi, (obs,))
 
 
-def policy(model: MACAWModel, theta: Tensors, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def policy(
+    model: MACAWModel, theta: Tensors, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log pi(a|s), predicted advantage or None) with the Gaussian constants (spec §1.1)."""
     mean, head = functional_call(model.policy, theta, (batch[OBS], batch[ACTIONS]))
     sigma = model.config.action_sigma
@@ -74,8 +76,8 @@ def task_losses(
     model: MACAWModel, inner: Batch, outer: Batch, config: InnerLoopConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One task's (outer value loss, outer policy loss) after its inner loop."""
-    phi = dict(model.value.named_parameters())
-    theta = dict(model.policy.named_parameters())
+    phi: Tensors = dict(model.value.named_parameters())
+    theta: Tensors = dict(model.policy.named_parameters())
     value_lrs, policy_lrs = model.value_lr.raw_by_name(), model.policy_lr.raw_by_name()
     k, fo = config.steps, config.first_order
 

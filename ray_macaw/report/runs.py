@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ray_macaw.algorithm.metrics import EVALUATION_AT_START
 from ray_macaw.algorithm.train import METRICS_FILE
 from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.tune.run import FINETUNE_FILE, SPEC_FILE
@@ -67,6 +68,7 @@ def load_runs(path: str | Path) -> list[Run]:
         # A trial retried from a checkpoint reports the steps after it again: the last one counts.
         rows = {r.get("training_iteration"): r for r in _json_lines(trial / "result.json")}
         for step, result in sorted((k, v) for k, v in rows.items() if k is not None):
+            _add_point(run, result.get(EVALUATION_AT_START), 0)  # the untrained model
             _add_point(run, result.get("evaluation"), step)
         last = rows[max(k for k in rows if k is not None)] if rows else {}
         run.error = (trial / "error.txt").exists() and not last.get("done", False)
