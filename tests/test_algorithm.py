@@ -345,3 +345,31 @@ def test_test_buffer_is_cut_like_the_inner_buffer(data_root: str) -> None:
     later = {tuple(row) for row in task.columns["obs"][100:].tolist()}
     drawn = {tuple(row) for row in batch["obs"].numpy().astype(np.float32).tolist()}
     assert len(drawn) > 1 and drawn <= first and not drawn & (later - first)
+
+
+def test_a_separate_inner_root_serves_the_inner_and_test_buffers(
+    data_root: str, tmp_path: Path
+) -> None:
+    """The authors' `standard_rand_inner` (spec §7.3): inner and held-out test batches from one
+    root (random-policy data), outer batches from the behaviour data."""
+    from tests.helpers import write_root
+
+    inner_root = tmp_path / "inner"
+    write_root(inner_root, task_ids=tuple(range(6)), episodes=8)  # 160 random-policy rows each
+    config = small_config(data_root).offline_data(inner_root=str(inner_root), inner_buffer_stride=1)
+    algo = config.build_algo()
+    try:
+        assert max(len(rows) for rows in algo.layout.inner.values()) == 160
+        assert min(len(rows) for rows in algo.layout.outer.values()) == 1400 // 7
+        assert algo.local is not None and algo.local.inner_data is not None
+        random_obs = algo.local.inner_data[0].columns["obs"]
+        assert len(random_obs) == 160 and len(algo.local.data[0].columns["obs"]) == 1400
+        (args, *_) = algo.held_out_arguments({})
+        assert args[3] == str(inner_root)  # test buffers come from the inner root
+        algo.train()
+    finally:
+        algo.stop()
+    partial = tmp_path / "partial"
+    write_root(partial, task_ids=(0, 1, 2), episodes=8)
+    with pytest.raises(MACAWConfigError, match=r"no data for tasks \[3, 4, 5\].*--out .*partial"):
+        small_config(data_root).offline_data(inner_root=str(partial)).validate()

@@ -39,6 +39,24 @@ def test_gather_appends_the_task_one_hot() -> None:
     np.testing.assert_array_equal(inner[C.OBS][0, :, :3], data[3].columns[C.OBS][:4])
 
 
+def test_gather_takes_inner_rows_from_a_separate_inner_root() -> None:
+    def task(value: float) -> TaskData:
+        return TaskData(
+            0,
+            {
+                C.OBS: np.full((10, 3), value, np.float32),
+                C.ACTIONS: np.zeros((10, 2), np.float32),
+                C.MC_RETURN: np.zeros(10, np.float32),
+                C.TERMINAL_OBS: np.zeros((10, 3), np.float32),
+                C.TERMINAL_DISCOUNT: np.zeros(10, np.float32),
+            },
+        )
+
+    requests = [TaskRequest(0, np.arange(4), np.arange(5))]
+    inner, outer = gather({0: task(1.0)}, requests, inner_data={0: task(-1.0)})
+    assert (inner[C.OBS] == -1).all() and (outer[C.OBS] == 1).all()
+
+
 def test_fine_tune_fits_the_batch_and_leaves_the_model_alone() -> None:
     torch.manual_seed(0)
     model = MACAWModel(

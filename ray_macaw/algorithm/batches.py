@@ -43,11 +43,13 @@ class BufferLayout:
         rows_per_task: Mapping[int, int],
         inner: Mapping[str, Any],
         outer: Mapping[str, Any],
+        inner_rows_per_task: Mapping[int, int] | None = None,
     ) -> BufferLayout:
         """Each task's buffers from `select_rows` settings (`MACAWConfig.inner_buffer()` and
-        `.outer_buffer()`)."""
+        `.outer_buffer()`); `inner_rows_per_task` when the inner buffers have their own root."""
+        inner_rows = rows_per_task if inner_rows_per_task is None else inner_rows_per_task
         return cls(
-            {k: select_rows(n, **inner) for k, n in rows_per_task.items()},
+            {k: select_rows(n, **inner) for k, n in inner_rows.items()},
             {k: select_rows(n, **outer) for k, n in rows_per_task.items()},
         )
 
@@ -74,17 +76,22 @@ def sample_requests(
 
 
 def gather(
-    data: Mapping[int, TaskData], requests: Sequence[TaskRequest], one_hot_tasks: int = 0
+    data: Mapping[int, TaskData],
+    requests: Sequence[TaskRequest],
+    one_hot_tasks: int = 0,
+    inner_data: Mapping[int, TaskData] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Stacked (tasks, rows, ...) inner and outer batches of the requested rows.
 
+    Inner rows come from `inner_data` when the inner buffers have their own root (else `data`).
     With `one_hot_tasks` > 0 (the multi-task baseline), observations get the task's one-hot id
     of that length appended.
     """
     batches = []
-    for rows in ("inner_rows", "outer_rows"):
+    sources = {"inner_rows": data if inner_data is None else inner_data, "outer_rows": data}
+    for rows, source in sources.items():
         batch = {
-            c: np.stack([data[r.task_id].columns[c][getattr(r, rows)] for r in requests])
+            c: np.stack([source[r.task_id].columns[c][getattr(r, rows)] for r in requests])
             for c in BATCH_COLUMNS
         }
         if one_hot_tasks:

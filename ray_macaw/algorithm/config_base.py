@@ -23,6 +23,9 @@ ENVIRONMENT = {
 }
 DATA = {
     "data_root": None,  # root written by `ray-macaw collect` (ROOT/<family>/manifest.json)
+    # Root of the inner (adaptation) and held-out test buffers; None: data_root. The authors'
+    # `standard_rand_inner` (spec §7.3): random-policy inner data, behaviour-policy outer data.
+    "inner_data_root": None,
     "buffer_stride": 7,  # keep every 7th transition of each task's buffer (spec §6.2)
     "inner_buffer_stride": None,  # stride of the inner and test buffers; None: buffer_stride
     "inner_buffer_size": -1,  # transitions of the inner (adaptation) buffer; -1: all
@@ -45,6 +48,7 @@ class OfflineMetaConfig(AlgorithmConfig):
     train_tasks: list[int] | None
     test_tasks: list[int] | None
     data_root: str | None
+    inner_data_root: str | None
     buffer_stride: int
     inner_buffer_stride: int | None
     inner_buffer_size: int
@@ -119,11 +123,14 @@ class OfflineMetaConfig(AlgorithmConfig):
         )
 
     @override(AlgorithmConfig)
-    def offline_data(self, *, root: Any = NotProvided, **kwargs: Any) -> Self:
-        """The data root and how each task's buffers are cut (see `DATA`)."""
+    def offline_data(
+        self, *, root: Any = NotProvided, inner_root: Any = NotProvided, **kwargs: Any
+    ) -> Self:
+        """The data root (and optionally another root for the inner and test buffers) and how
+        each task's buffers are cut (see `DATA`)."""
         ours = {k: kwargs.pop(k) for k in list(kwargs) if k in DATA}
         super().offline_data(**kwargs)
-        return self._set("data", {"data_root": root, **ours})
+        return self._set("data", {"data_root": root, "inner_data_root": inner_root, **ours})
 
     @override(AlgorithmConfig)
     def training(self, **kwargs: Any) -> Self:

@@ -96,6 +96,7 @@ class MACAW(OfflineMetaAlgorithm):
                     cfg.vectorize,
                     int(cfg.num_cpus_per_inner_worker),
                     self.one_hot_tasks,
+                    cfg.inner_data_root,
                 ),
                 cfg.max_inner_worker_restarts,
             )
@@ -106,6 +107,9 @@ class MACAW(OfflineMetaAlgorithm):
                 self.inner_config,
                 cfg.vectorize,
                 self.one_hot_tasks,
+                load_batch_columns(cfg.inner_data_root, cfg.family, self.split.train)
+                if cfg.inner_data_root
+                else None,
             )
 
     def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Optimizer]:

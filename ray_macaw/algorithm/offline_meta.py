@@ -98,12 +98,19 @@ class OfflineMetaAlgorithm(Algorithm):
         inner and outer buffers (spec §6.2); the driver holds row positions, not data."""
         assert cfg.data_root is not None  # validate() refuses a config without one
         self.data_root: str = cfg.data_root
+        self.inner_data_root: str = cfg.inner_data_root or cfg.data_root  # inner and test buffers
         # Workers and evaluation tasks read the data on any node; nothing is written to it.
-        check_shared(Path(self.data_root) / cfg.family, probe=MANIFEST_NAME)
+        for root in {self.data_root, self.inner_data_root}:
+            check_shared(Path(root) / cfg.family, probe=MANIFEST_NAME)
         self.split = resolve_split(cfg)
         data = TaskDatasets(self.data_root, cfg.family)
-        rows = {t: data.task_record(t).rows for t in self.split.train}
-        self.layout = BufferLayout.build(rows, cfg.inner_buffer(), cfg.outer_buffer())
+        inner = TaskDatasets(self.inner_data_root, cfg.family)
+        self.layout = BufferLayout.build(
+            {t: data.task_record(t).rows for t in self.split.train},
+            cfg.inner_buffer(),
+            cfg.outer_buffer(),
+            {t: inner.task_record(t).rows for t in self.split.train},
+        )
         return data
 
     def inner_worker_nodes(self) -> list[str]:
@@ -188,7 +195,7 @@ class OfflineMetaAlgorithm(Algorithm):
                 self.model_config,
                 self.loss_config,
                 weights,
-                self.data_root,
+                self.inner_data_root,  # held-out tasks' test buffers (cut like the inner ones)
                 cfg.family,
                 cfg.family_seed,
                 task_id,

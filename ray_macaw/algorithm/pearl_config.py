@@ -138,6 +138,12 @@ class PEARLConfig(OfflineMetaConfig):
                 f"unknown non_finite_loss {self.non_finite_loss!r}",
                 "use 'skip' (skip the update and count it) or 'stop' (raise an error)",
             )
+        if self.inner_data_root is not None:
+            raise PEARLConfigError(
+                "Offline PEARL reads its context and SAC rows from one root; inner_data_root "
+                "is a MACAW setting",
+                "remove inner_data_root from PEARL's settings (or its Tune variant)",
+            )
         split = resolve_split(self)
         if check_data:
             check_data_serves(

@@ -123,11 +123,20 @@ def check_data_serves(config: Any, split: Split, batches: Mapping[str, tuple[str
         raise MACAWConfigError(
             "no data root", "set .offline_data(root=...) to a root written by `ray-macaw collect`"
         )
-    data = TaskDatasets(config.data_root, config.family)
+    data = _open_root(config, config.data_root, split)
+    inner_root = getattr(config, "inner_data_root", None)
+    inner = data if inner_root is None else _open_root(config, inner_root, split)
+    _check_buffer_sizes(config, data, split, batches, inner)
+
+
+def _open_root(config: Any, root: str, split: Split) -> TaskDatasets:
+    """A root's family data, refused unless it holds every task of `split` with the config's
+    family seed."""
+    data = TaskDatasets(root, config.family)
     if data.manifest.family_seed != config.family_seed:
         raise MACAWConfigError(
-            f"the data was collected with family seed {data.manifest.family_seed}, the config "
-            f"says {config.family_seed}",
+            f"the data in {root} was collected with family seed {data.manifest.family_seed}, "
+            f"the config says {config.family_seed}",
             "set .environment(family_seed=...) to match the data",
         )
     missing = sorted((set(split.train) | set(split.test)) - set(data.task_ids))
@@ -135,24 +144,28 @@ def check_data_serves(config: Any, split: Split, batches: Mapping[str, tuple[str
         raise MACAWConfigError(
             f"no data for tasks {missing} in {data.family_dir}",
             f"collect them: ray-macaw collect --family {config.family} --tasks "
-            f"{','.join(map(str, missing))} --out {config.data_root}",
+            f"{','.join(map(str, missing))} --out {root}",
         )
-    _check_buffer_sizes(config, data, split, batches)
+    return data
 
 
 def _check_buffer_sizes(
-    config: Any, data: TaskDatasets, split: Split, batches: Mapping[str, tuple[str, int]]
+    config: Any,
+    data: TaskDatasets,
+    split: Split,
+    batches: Mapping[str, tuple[str, int]],
+    inner_data: TaskDatasets,
 ) -> None:
     inner, outer = config.inner_buffer(), config.outer_buffer()
     checks = [
-        (task_id, what, settings)
+        (task_id, what, settings, source)
         for task_id in split.train
-        for what, settings in (("inner", inner), ("outer", outer))
+        for what, settings, source in (("inner", inner, inner_data), ("outer", outer, data))
     ]
-    checks += [(t, "test", inner) for t in split.test]
-    for task_id, what, settings in checks:
+    checks += [(t, "test", inner, inner_data) for t in split.test]
+    for task_id, what, settings, source in checks:
         setting, batch = batches[what]
-        rows = data.task_record(task_id).rows
+        rows = source.task_record(task_id).rows
         try:
             have = len(select_rows(rows, **settings))
         except ValueError as e:

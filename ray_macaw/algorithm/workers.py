@@ -44,6 +44,7 @@ class GradientComputer:
         vectorize: vmap across tasks (else a per-task loop).
         one_hot_tasks: Length of the task one-hot appended to observations (multi-task
             baseline); 0 for none.
+        inner_data: The tasks' inner-buffer data when it has its own root (else `data`).
     """
 
     def __init__(
@@ -53,16 +54,18 @@ class GradientComputer:
         inner_config: InnerLoopConfig,
         vectorize: bool,
         one_hot_tasks: int = 0,
+        inner_data: Mapping[int, TaskData] | None = None,
     ) -> None:
         self.model = model
         self.one_hot_tasks = one_hot_tasks
         self.data = dict(data)
+        self.inner_data = None if inner_data is None else dict(inner_data)
         self.inner_config = inner_config
         self.vectorize = vectorize
 
     def accumulate(self, requests: Sequence[TaskRequest], divisor: float) -> dict[str, float]:
         """Add the meta-gradient of `requests` to the model's `.grad`; returns mean stats."""
-        inner, outer = gather(self.data, requests, self.one_hot_tasks)
+        inner, outer = gather(self.data, requests, self.one_hot_tasks, self.inner_data)
         return meta_backward(
             self.model, inner, outer, self.inner_config, divisor, vectorize=self.vectorize
         )
@@ -82,6 +85,7 @@ class InnerLoopWorker:
         vectorize: bool,
         num_threads: int,
         one_hot_tasks: int = 0,
+        inner_root: str | None = None,
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
         self.computer = GradientComputer(
@@ -90,6 +94,7 @@ class InnerLoopWorker:
             inner_config,
             vectorize,
             one_hot_tasks,
+            load_batch_columns(inner_root, family, task_ids) if inner_root else None,
         )
 
     def gradients(
