@@ -53,7 +53,7 @@ def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: 
     assert mean["macaw_adapted"] == task["macaw_adapted"]  # one held-out task
     for name in ("macaw", "mt_ft"):
         steps = [json.loads(x)["meta_step"] for x in (out / name / "metrics.jsonl").open()]
-        assert steps == [1, 2, 3, 4]
+        assert steps == [0, 1, 2, 3, 4]  # 0: the untrained model's evaluation
     with Image.open(summary["plot"]) as image:
         assert image.size == (700, 450)
     assert json.loads((out / "demo_results.json").read_text())["rows"] == summary["rows"]

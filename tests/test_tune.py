@@ -175,7 +175,10 @@ def test_every_result_carries_the_latest_held_out_figures(
     _, summary = finetune_experiment
     results = (Path(summary["trials"][0]["trial_dir"]) / "result.json").read_text().splitlines()
     held_out = [json.loads(line)["held_out"] for line in results]
-    assert math.isnan(held_out[0]["post_adaptation_return_mean"])  # evaluation every 2 steps
+    # evaluation at meta-step 0 (the untrained model), then every 2 steps
+    start = json.loads(results[0])["evaluation_at_start"]["post_adaptation_return_mean"]
+    assert held_out[0]["meta_step"] == 0 and held_out[0]["post_adaptation_return_mean"] == start
+    assert all("evaluation_at_start" not in json.loads(line) for line in results[1:])
     evaluated = json.loads(results[1])["evaluation"]["post_adaptation_return_mean"]
     assert (
         held_out[1]["post_adaptation_return_mean"]
