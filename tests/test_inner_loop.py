@@ -185,9 +185,13 @@ def test_learned_lrs_without_gradient_are_reported(
     expected = sorted(f"policy:{n}" for n in cheetah_model.policy_lr.names if n.startswith("head."))
     assert sorted(learned_lrs_without_gradient(cheetah_model)) == expected and len(expected) == 6
     with caplog.at_level("WARNING"):
-        warn_learned_lrs_without_gradient(cheetah_model)
+        warn_learned_lrs_without_gradient(cheetah_model, InnerLoopConfig())
     assert "6 learned inner lrs receive no meta-gradient" in caplog.text
     assert "policy:head.0.z" in caplog.text
+    # Meta-BC never adapts the value network: only the policy's lrs are its business
+    run(cheetah_model, inner, outer, InnerLoopConfig(objective="meta_bc"), vectorize=True)
+    assert sorted(learned_lrs_without_gradient(cheetah_model, ("policy",))) == expected
+    assert len(learned_lrs_without_gradient(cheetah_model)) == 6 + 12
 
 
 def test_gradient_clipping_is_per_network(cheetah_model: MACAWModel) -> None:

@@ -154,7 +154,7 @@ class MACAW(OfflineMetaAlgorithm):
         computed = time.perf_counter()
         norms = gradient_norms(self.model)
         if self.num_meta_steps == 0:
-            warn_learned_lrs_without_gradient(self.model)
+            warn_learned_lrs_without_gradient(self.model, self.inner_config)
         if self._finite({**stats, **norms}):
             if cfg.grad_clip_norm is not None:
                 clip_per_network(self.model, cfg.grad_clip_norm)

@@ -53,6 +53,7 @@ class MetaBCObjective(Objective):
     name: ClassVar[str] = "meta_bc"
     network: ClassVar[Mapping[str, Any]] = {**WEIGHT_TRANSFORM_NETWORKS, "advantage_head": False}
     uses_value: ClassVar[bool] = False
+    adapted_networks: ClassVar[tuple[str, ...]] = ("policy",)
 
     def inner_adapt(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -102,22 +102,24 @@ def clip_per_network(model: MACAWModel, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
 
 
-def learned_lrs_without_gradient(model: MACAWModel) -> list[str]:
-    """Learned inner lrs whose accumulated meta-gradient is missing or exactly zero."""
+def learned_lrs_without_gradient(
+    model: MACAWModel, networks: Sequence[str] = ("value", "policy")
+) -> list[str]:
+    """Learned inner lrs of `networks` whose accumulated meta-gradient is missing or zero."""
     rates = {"policy": model.policy_lr, "value": model.value_lr}
     return [
         f"{net}:{name}"
-        for net, module in rates.items()
-        for name, rho in module.raw_by_name().items()
+        for net in networks
+        for name, rho in rates[net].raw_by_name().items()
         if rho.grad is None or not bool(rho.grad.any())
     ]
 
 
-def warn_learned_lrs_without_gradient(model: MACAWModel) -> list[str]:
-    """Log once which learned lrs the meta-gradient never reaches (spec §3: with the advantage
-    head, its lrs, since the outer policy loss does not depend on the adapted head); they keep
-    their initial value. Returns their names."""
-    unused = learned_lrs_without_gradient(model)
+def warn_learned_lrs_without_gradient(model: MACAWModel, config: InnerLoopConfig) -> list[str]:
+    """Log once which learned lrs of the networks the objective adapts the meta-gradient never
+    reaches (spec §3: with the advantage head, the head's, since the outer policy loss does not
+    depend on the adapted head); they keep their initial value. Returns their names."""
+    unused = learned_lrs_without_gradient(model, get_objective(config.objective).adapted_networks)
     if unused:
         logger.warning(
             "%d learned inner lrs receive no meta-gradient and keep their initial value: %s",

@@ -40,6 +40,7 @@ class MultitaskObjective(Objective):
         "advantage_head": False,
     }
     one_hot_tasks: ClassVar[bool] = True
+    adapted_networks: ClassVar[tuple[str, ...]] = ()  # the learned lrs are never used (spec §3)
 
     def inner_adapt(
         self,

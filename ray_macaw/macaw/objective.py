@@ -75,6 +75,7 @@ class Objective(ABC):
     network: ClassVar[Mapping[str, Any]] = WEIGHT_TRANSFORM_NETWORKS
     one_hot_tasks: ClassVar[bool] = False  # observations carry a one-hot task id (zeros at test)
     uses_value: ClassVar[bool] = True  # the value network is trained and used
+    adapted_networks: ClassVar[tuple[str, ...]] = ("value", "policy")  # stepped in the inner loop
 
     @abstractmethod
     def inner_adapt(
