@@ -193,7 +193,7 @@ def test_train_command_checkpoints_and_resumes(
     assert main(["train", str(run_file), "--stop-steps", "6", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["meta_step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["meta_step"] for line in lines] == [0, 1, 2, 3, 4, 5, 6]
     assert main(["evaluate", summary["checkpoint"], "--json"]) == 0
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["meta_steps"] == 6 and set(evaluation["per_task"]) == {"3"}

@@ -223,8 +223,8 @@ def test_train_evaluate_and_finetune_commands(
     log = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [row["meta_step"] for row in log] == [1, 2, 3, 4, 5, 6]
-    assert "post_adaptation_return_mean" in log[2]
+    assert [row["meta_step"] for row in log] == [0, 1, 2, 3, 4, 5, 6]  # 0: untrained model
+    assert "post_adaptation_return_mean" in log[0] and "post_adaptation_return_mean" in log[3]
     checkpoint = str(tmp_path / "run" / "latest")
 
     main(["evaluate", checkpoint, "--json"])
