@@ -26,6 +26,7 @@ from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
 from ray_macaw.algorithm.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
+from ray_macaw.macaw.model import build_optimizers
 from ray_macaw.macaw.meta_gradient import gradient_norms, loss_divisor
 from ray_macaw.tasks import get_task_family
 
@@ -102,14 +103,7 @@ class MACAW(OfflineMetaAlgorithm):
 
     def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Optimizer]:
         """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
-        learned = [*self.model.value_lr.parameters(), *self.model.policy_lr.parameters()]
-        if self.model.adv_coef_raw is not None:
-            learned.append(self.model.adv_coef_raw)
-        return {
-            "value": torch.optim.Adam(self.model.value.parameters(), lr=cfg.outer_value_lr),
-            "policy": torch.optim.Adam(self.model.policy.parameters(), lr=cfg.outer_policy_lr),
-            "learned": torch.optim.Adam(learned, lr=cfg.lrlr),
-        }
+        return build_optimizers(self.model, cfg.outer_value_lr, cfg.outer_policy_lr, cfg.lrlr)
 
     @property
     def inner_workers(self) -> list[Any]:
