@@ -192,11 +192,21 @@ def adapt_value(
     return adapted, target, stats
 
 
-def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> torch.Tensor:
-    """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1)."""
-    values = _values(model, value, batch[OBS])
-    terminal = _values(model, value, batch[TERMINAL_OBS])
-    return losses.advantages(batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values).detach()
+def batch_advantages(
+    model: MACAWModel, value: NetworkState, batch: Batch, values: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1).
+
+    `values`, when given, are V(s) already computed (the outer value loss's), reused rather than
+    recomputed. The forwards run without autograd recording: A is a constant.
+    """
+    with torch.no_grad():
+        if values is None:
+            values = _values(model, value, batch[OBS])
+        terminal = _values(model, value, batch[TERMINAL_OBS])
+        return losses.advantages(
+            batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values.detach()
+        )
 
 
 def log_probs_and_head(
@@ -279,13 +289,16 @@ def task_meta_loss(
     )
 
     if config.outer_value_target == "bootstrap":
-        terminal = _values(model, phi_bar, outer[TERMINAL_OBS])
+        with torch.no_grad():  # the soft target phi_bar is a constant (spec §5)
+            terminal = _values(model, phi_bar, outer[TERMINAL_OBS])
         targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
     else:
         targets = outer[MC_RETURN]
-    value_loss = losses.value_loss(_values(model, phi_adapted, outer[OBS]), targets.detach())
+    outer_values = _values(model, phi_adapted, outer[OBS])
+    value_loss = losses.value_loss(outer_values, targets.detach())
 
-    advantages = batch_advantages(model, phi_adapted, outer)
+    # V'(s) of the outer batch is the value loss's: computed once (spec §5, A with phi').
+    advantages = batch_advantages(model, phi_adapted, outer, outer_values)
     weights = losses.awr_weights(
         advantages, config.temperature, config.max_weight, config.normalize_advantages
     )
