@@ -21,6 +21,7 @@ from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import sample_requests
 from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithm.devices import resolve_device, to_cpu
 from ray_macaw.algorithm.finetune import FineTuneActor
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
@@ -75,7 +76,9 @@ class MACAW(OfflineMetaAlgorithm):
             manifest.obs_dim + self.one_hot_tasks, manifest.act_dim
         )
         self.inner_config = cfg.inner_loop_config()
-        self.model = MACAWModel(self.model_config)
+        # The model and its optimisers live on the configured device (issue 21).
+        self.device = resolve_device(cfg.device)
+        self.model = MACAWModel(self.model_config).to(self.device)
         self.optimizers = self._build_optimizers(cfg)
         self.pool: InnerLoopPool | None = None
         self.local = None
@@ -89,6 +92,7 @@ class MACAW(OfflineMetaAlgorithm):
                     cfg.vectorize,
                     int(cfg.num_cpus_per_inner_worker),
                     self.one_hot_tasks,
+                    cfg.device,
                 ),
                 cfg.max_inner_worker_restarts,
             )
@@ -161,7 +165,7 @@ class MACAW(OfflineMetaAlgorithm):
         if self.local is not None:
             return self.local.accumulate(requests, divisor)
         assert self.pool is not None
-        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        weights = ray.put(to_cpu(self.model.state_dict()))
         return add_gradients(self.model, self.pool.gradients(weights, requests, divisor))
 
     @property
