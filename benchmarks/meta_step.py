@@ -1,29 +1,55 @@
-"""Meta-step speed and peak memory: vectorised (vmap) vs per-task loop, in the same run.
+"""Meta-step speed and peak memory against a baseline from the same run, on one core.
 
-Standard configuration at Cheetah sizes (spec §10): weight-transform layers, 3 x 100, latent 100,
-5 tasks, batches of 256, one inner step, second order, plus the outer Adam steps. Each variant
-runs in its own process so its peak RSS is its own. Then the MACAW Algorithm's meta-step with 0, 1
-and 2 inner-loop worker actors on synthetic data in the real format. Prints one JSON line.
+The baseline is the reference structure: a per-task loop with plain autograd (adapted copies of
+every tensor, `low_rank_wt=False`) and torch's default per-tensor Adam, as the authors' `higher`
+loop runs. Configurations (spec §10): the standard one (Cheetah sizes, weight-transform layers
+3 x 100, latent 100) and the bias-transform ablation at width 100 and 725 (spec §2.3); 5 tasks,
+batches of 256, one inner step, second order, the outer Adam steps included. Each variant runs in
+its own process, pinned to one core with one torch thread, so its peak RSS is its own. Prints one
+JSON line with medians, ratios and the issue-21 acceptance checks.
 
-Usage: python benchmarks/meta_step.py [--steps 20] [--warmup 3]
+Usage: python benchmarks/meta_step.py [--steps 20] [--warmup 3] [--core 0] [--only NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
+STANDARD = {"layer": "weight_transform", "width": 100}
 VARIANTS = {
-    "vmap": {"vectorize": True, "low_rank_wt": True},
-    "loop": {"vectorize": False, "low_rank_wt": True},
-    "vmap_plain_autograd": {"vectorize": True, "low_rank_wt": False},
-    "loop_plain_autograd": {"vectorize": False, "low_rank_wt": False},
+    "standard": {**STANDARD, "vectorize": True, "low_rank_wt": True},
+    "standard_loop": {**STANDARD, "vectorize": False, "low_rank_wt": True},
+    "standard_plain_loop": {**STANDARD, "vectorize": False, "low_rank_wt": False, "ref": True},
+    "bias_transform_100": {"layer": "bias_transform", "width": 100, "vectorize": True},
+    "bias_transform_100_plain_loop": {
+        "layer": "bias_transform",
+        "width": 100,
+        "vectorize": False,
+        "ref": True,
+    },
+    "bias_transform_725": {"layer": "bias_transform", "width": 725, "vectorize": True},
+    "bias_transform_725_plain_loop": {
+        "layer": "bias_transform",
+        "width": 725,
+        "vectorize": False,
+        "ref": True,
+    },
 }
+# Issue 21's acceptance: (variant, s per meta-step at most) and (variant, its baseline, speed-up).
+MAX_SECONDS = {"standard": 0.045, "bias_transform_100": 0.025}
+MIN_SPEEDUP = {
+    "standard": ("standard_plain_loop", 10.0),
+    "bias_transform_725": ("bias_transform_725_plain_loop", 1.5),
+}
+MAX_PEAK_RSS_MB = {"standard": 550.0}
 
 
 def rss_mb() -> float:
@@ -31,173 +57,150 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_variant(name: str, steps: int, warmup: int) -> dict:
-    """Time `steps` meta-steps of one variant in this process."""
+def synthetic_batch(seed: int, obs_dim: int = 20, act_dim: int = 6) -> dict:
+    """5 tasks x 256 rows of random transitions in the batch columns."""
     import torch
 
     from ray_macaw.data.columns import ACTIONS, MC_RETURN, OBS, TERMINAL_DISCOUNT, TERMINAL_OBS
-    from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, meta_backward
 
-    torch.manual_seed(0)
-    model = MACAWModel(ModelConfig(obs_dim=20, act_dim=6))
-    optimisers = [
-        torch.optim.Adam(model.value.parameters(), lr=1e-5),
-        torch.optim.Adam(model.policy.parameters(), lr=1e-4),
-        torch.optim.Adam(
-            [*model.value_lr.parameters(), *model.policy_lr.parameters(), model.adv_coef_raw],
-            lr=1e-3,
-        ),
-    ]
-    config = InnerLoopConfig(low_rank_wt=VARIANTS[name]["low_rank_wt"])
-
-    def batch(seed: int) -> dict:
-        g = torch.Generator().manual_seed(seed)
-        return {
-            OBS: torch.randn(5, 256, 20, generator=g),
-            ACTIONS: torch.rand(5, 256, 6, generator=g) * 2 - 1,
-            MC_RETURN: torch.randn(5, 256, generator=g),
-            TERMINAL_OBS: torch.randn(5, 256, 20, generator=g),
-            TERMINAL_DISCOUNT: torch.rand(5, 256, generator=g),
-        }
-
-    batches = [(batch(2 * i), batch(2 * i + 1)) for i in range(4)]
-    baseline = rss_mb()
-
-    def step(i: int) -> None:
-        for opt in optimisers:
-            opt.zero_grad(set_to_none=True)
-        inner, outer = batches[i % len(batches)]
-        meta_backward(model, inner, outer, config, 35, vectorize=VARIANTS[name]["vectorize"])
-        for opt in optimisers:
-            opt.step()
-
-    for i in range(warmup):
-        step(i)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    seconds = (time.perf_counter() - start) / steps
+    g = torch.Generator().manual_seed(seed)
     return {
-        "seconds_per_step": round(seconds, 4),
-        "steps_per_s": round(1 / seconds, 2),
-        "peak_rss_mb": round(rss_mb(), 1),
-        "peak_rss_over_setup_mb": round(rss_mb() - baseline, 1),
+        OBS: torch.randn(5, 256, obs_dim, generator=g),
+        ACTIONS: torch.rand(5, 256, act_dim, generator=g) * 2 - 1,
+        MC_RETURN: torch.randn(5, 256, generator=g),
+        TERMINAL_OBS: torch.randn(5, 256, obs_dim, generator=g),
+        TERMINAL_DISCOUNT: torch.rand(5, 256, generator=g),
     }
 
 
-def write_synthetic_root(root: str, tasks: int, rows: int) -> None:
-    """Cheetah-sized random transitions in the real Parquet format (200-step episodes)."""
-    import numpy as np
+def make_step(spec: dict):
+    """A zero-argument meta-step (meta-gradient + Adam) of one variant, and its model."""
+    import torch
 
-    from ray_macaw.data.shards import DatasetWriter
-    from ray_macaw.tasks import get_task_family
+    from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, build_optimizers
+    from ray_macaw.macaw import meta_backward
 
-    writer = DatasetWriter(root, get_task_family("cheetah-vel"), obs_dim=20, act_dim=6)
-    rng = np.random.default_rng(0)
-    for task_id in range(tasks):
-        task_writer = writer.task_writer(task_id)
-        for _ in range(rows // 200):
-            obs = rng.normal(size=(201, 20)).astype(np.float32)
-            task_writer.add_episode(
-                obs[:-1],
-                rng.uniform(-1, 1, (200, 6)),
-                rng.normal(size=200),
-                obs[1:],
-                terminated=False,
-            )
-        task_writer.flush()
+    torch.manual_seed(0)
+    model = MACAWModel(
+        ModelConfig(
+            obs_dim=20,
+            act_dim=6,
+            hidden=(spec["width"],) * 3,
+            policy_layer=spec["layer"],
+            value_layer=spec["layer"],
+        )
+    )
+    if spec.get("ref"):  # the reference structure's per-tensor Adam
+        learned = [*model.value_lr.parameters(), *model.policy_lr.parameters(), model.adv_coef_raw]
+        optimisers = [
+            torch.optim.Adam(model.value.parameters(), lr=1e-5),
+            torch.optim.Adam(model.policy.parameters(), lr=1e-4),
+            torch.optim.Adam(learned, lr=1e-3),
+        ]
+    else:
+        optimisers = list(build_optimizers(model, 1e-5, 1e-4, 1e-3).values())
+    config = InnerLoopConfig(low_rank_wt=spec.get("low_rank_wt", True))
+    batches = [(synthetic_batch(2 * i), synthetic_batch(2 * i + 1)) for i in range(4)]
+    count = [0]
+
+    def step() -> None:
+        for opt in optimisers:
+            opt.zero_grad(set_to_none=True)
+        inner, outer = batches[count[0] % len(batches)]
+        count[0] += 1
+        meta_backward(model, inner, outer, config, 35, vectorize=spec["vectorize"])
+        for opt in optimisers:
+            opt.step()
+
+    return step, model
 
 
-def worker_scaling(steps: int, warmup: int) -> dict:
-    """Seconds per meta-step of the MACAW Algorithm with 0, 1 and 2 inner-loop workers."""
-    import tempfile
+def time_steps(step, steps: int, warmup: int) -> dict:
+    """Median wall and CPU seconds per call of `step` after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(steps):
+        w, c = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    median = statistics.median(wall)
+    return {
+        "seconds_per_step": round(median, 4),
+        "cpu_seconds_per_step": round(statistics.median(cpu), 4),
+        "steps_per_s": round(1 / median, 2),
+    }
 
-    import ray
 
-    from ray_macaw.algorithm import MACAWConfig
+def run_variant(name: str, steps: int, warmup: int) -> dict:
+    """Time one variant in this process (one torch thread)."""
+    import torch
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    figures = {}
-    with tempfile.TemporaryDirectory() as root:
-        write_synthetic_root(root, tasks=10, rows=20_000)
-        for workers in (0, 1, 2):
-            config = (
-                MACAWConfig()
-                .environment(family="cheetah-vel", train_tasks=list(range(8)), test_tasks=[8, 9])
-                .offline_data(root=root)
-                .inner_loop_workers(num_workers=workers, num_cpus_per_worker=1)
-                .debugging(seed=0)
-            )
-            algo = config.build_algo()
-            for _ in range(warmup):
-                algo.training_step()
-            start = time.perf_counter()
-            for _ in range(steps):
-                algo.training_step()
-            seconds = (time.perf_counter() - start) / steps
-            algo.stop()
-            figures[f"{workers}_workers"] = {
-                "seconds_per_step": round(seconds, 4),
-                "steps_per_s": round(1 / seconds, 2),
-            }
-    ray.shutdown()
-    base = figures["0_workers"]["seconds_per_step"]
-    for entry in figures.values():
-        entry["speed_over_0_workers"] = round(base / entry["seconds_per_step"], 2)
-    return figures
+    torch.set_num_threads(1)
+    spec = VARIANTS[name]
+    if spec["width"] > 100:  # width 725 is ~20x the work: fewer steps keep the run short
+        steps, warmup = max(3, steps // 4), 1
+    step, _ = make_step(spec)
+    return {**time_steps(step, steps, warmup), "peak_rss_mb": round(rss_mb(), 1)}
+
+
+def run_isolated(args: list[str], core: int) -> dict:
+    """This script in a fresh process pinned to `core`; its last stdout line as JSON."""
+    command = [sys.executable, __file__, *args]
+    out = subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def acceptance(results: dict) -> dict:
+    """Issue 21's checks on the figures of this run."""
+    checks = {}
+    for name, limit in MAX_SECONDS.items():
+        got = results[name]["seconds_per_step"]
+        checks[f"{name}_at_most_{limit}s"] = {"value": got, "met": got <= limit}
+    for name, (base, factor) in MIN_SPEEDUP.items():
+        ratio = results[base]["seconds_per_step"] / results[name]["seconds_per_step"]
+        checks[f"{name}_{factor}x_over_{base}"] = {"value": round(ratio, 2), "met": ratio >= factor}
+    for name, limit in MAX_PEAK_RSS_MB.items():
+        got = results[name]["peak_rss_mb"]
+        checks[f"{name}_peak_rss_at_most_{limit}mb"] = {"value": got, "met": got <= limit}
+    return checks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--variant", choices=[*sorted(VARIANTS), "workers"], help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, default=0, help="the CPU core every variant runs on")
+    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.variant == "workers":
-        print(json.dumps(worker_scaling(args.steps, args.warmup)))
-        return
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.steps, args.warmup)))
         return
     import torch
 
-    results = {}
-    for name in [*VARIANTS, "workers"]:
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--variant",
-                name,
-                "--steps",
-                str(args.steps),
-                "--warmup",
-                str(args.warmup),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        results[name] = json.loads(out.strip().splitlines()[-1])
-    per_step = {k: v["seconds_per_step"] for k, v in results.items() if k in VARIANTS}
-    print(
-        json.dumps(
-            {
-                "benchmark": "meta_step",
-                "config": "cheetah WT 3x100 c=100, 5 tasks, batch 256, 1 inner step, 2nd order",
-                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
-                "torch": torch.__version__,
-                "variants": {k: v for k, v in results.items() if k != "workers"},
-                "algorithm_worker_scaling": results["workers"],
-                "ratio_vmap_over_loop": round(per_step["loop"] / per_step["vmap"], 2),
-                "ratio_vmap_over_loop_plain_autograd": round(
-                    per_step["loop_plain_autograd"] / per_step["vmap"], 2
-                ),
-                "authors_reference_seconds_per_step": 0.45,
-                "ratio_vmap_over_authors_reference": round(0.45 / per_step["vmap"], 2),
-            }
-        )
-    )
+    names = args.only or list(VARIANTS)
+    timing = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    results = {n: run_isolated(["--variant", n, *timing], args.core) for n in names}
+    report = {
+        "benchmark": "meta_step",
+        "config": "5 tasks, batch 256, 1 inner step, 2nd order, Adam; one core, one thread",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, core {args.core}, CPU",
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "variants": results,
+    }
+    if set(VARIANTS) <= set(results):
+        report["acceptance"] = acceptance(results)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ TRAINING = {
     "vectorize": True,  # vmap across tasks (else a per-task loop; same gradient)
     "grad_clip_norm": None,  # the authors' 1e9 clip never bites: no clipping by default
     "non_finite_loss": "skip",  # non-finite loss or gradient: 'skip' the update (counted), 'stop'
+    # where the model, optimisers and batches live, in the driver and in inner-loop workers:
+    # 'auto' (CUDA when Ray gave the process a GPU), 'cpu' or 'cuda' (see algorithm/devices.py)
+    "device": "auto",
 }
 WORKERS = {
     "num_inner_loop_workers": 0,
@@ -131,6 +134,7 @@ class MACAWConfig(OfflineMetaConfig):
     vectorize: bool
     grad_clip_norm: float | None
     non_finite_loss: Literal["skip", "stop"]
+    device: Literal["auto", "cpu", "cuda"]
     num_inner_loop_workers: int
     num_cpus_per_inner_worker: float
     num_gpus_per_inner_worker: float

@@ -22,6 +22,7 @@ from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import sample_requests
 from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithm.devices import resolve_device, to_cpu
 from ray_macaw.algorithm.finetune import FineTuneActor
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.worker_pool import InnerLoopPool
@@ -33,6 +34,7 @@ from ray_macaw.macaw.meta_gradient import (
     loss_divisor,
     warn_learned_lrs_without_gradient,
 )
+from ray_macaw.macaw.model import build_optimizers
 from ray_macaw.macaw.objective import AdaptationSettings
 from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
@@ -82,7 +84,9 @@ class MACAW(OfflineMetaAlgorithm):
             manifest.obs_dim + self.one_hot_tasks, manifest.act_dim
         )
         self.inner_config = cfg.inner_loop_config()
-        self.model = MACAWModel(self.model_config)
+        # The model and its optimisers live on the configured device (issue 21).
+        self.device = resolve_device(cfg.device)
+        self.model = MACAWModel(self.model_config).to(self.device)
         self.optimizers = self._build_optimizers(cfg)
         self.pool: InnerLoopPool | None = None
         self.local = None
@@ -96,6 +100,7 @@ class MACAW(OfflineMetaAlgorithm):
                     cfg.vectorize,
                     int(cfg.num_cpus_per_inner_worker),
                     self.one_hot_tasks,
+                    cfg.device,
                     cfg.inner_data_root,
                 ),
                 cfg.max_inner_worker_restarts,
@@ -114,14 +119,7 @@ class MACAW(OfflineMetaAlgorithm):
 
     def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Optimizer]:
         """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
-        learned = [*self.model.value_lr.parameters(), *self.model.policy_lr.parameters()]
-        if self.model.adv_coef_raw is not None:
-            learned.append(self.model.adv_coef_raw)
-        return {
-            "value": torch.optim.Adam(self.model.value.parameters(), lr=cfg.outer_value_lr),
-            "policy": torch.optim.Adam(self.model.policy.parameters(), lr=cfg.outer_policy_lr),
-            "learned": torch.optim.Adam(learned, lr=cfg.lrlr),
-        }
+        return build_optimizers(self.model, cfg.outer_value_lr, cfg.outer_policy_lr, cfg.lrlr)
 
     @property
     def inner_workers(self) -> list[Any]:
@@ -181,7 +179,7 @@ class MACAW(OfflineMetaAlgorithm):
         if self.local is not None:
             return self.local.accumulate(requests, divisor)
         assert self.pool is not None
-        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        weights = ray.put(to_cpu(self.model.state_dict()))
         return add_gradients(self.model, self.pool.gradients(weights, requests, divisor))
 
     @property

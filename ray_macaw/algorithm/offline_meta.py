@@ -33,6 +33,7 @@ from ray_macaw.algorithm import evaluation as ev
 from ray_macaw.algorithm import metrics as M
 from ray_macaw.algorithm.batches import BufferLayout
 from ray_macaw.algorithm.config_base import OfflineMetaConfig
+from ray_macaw.algorithm.devices import to_cpu
 from ray_macaw.algorithm.validation import resolve_split
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
@@ -187,8 +188,8 @@ class OfflineMetaAlgorithm(Algorithm):
     def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Per held-out task, the arguments of `evaluate_task_fn` / `fine_tune_actor.run`:
         (model config, loss config, weights, root, family, family seed, task id, options with
-        the task's seed). The weights go to the object store once."""
-        weights = ray.put({k: v.detach() for k, v in self.model.state_dict().items()})
+        the task's seed). The weights go to the object store once, on the CPU."""
+        weights = ray.put(to_cpu(self.model.state_dict()))
         cfg = self.config
         return [
             (
@@ -214,10 +215,13 @@ class OfflineMetaAlgorithm(Algorithm):
         self, components: Any = None, *, not_components: Any = None, **kwargs: Any
     ) -> dict[str, Any]:
         """Networks (with MACAW's learned lrs and lambda, PEARL's target V), optimisers, RNG
-        states, step counts, and a stamp of what wrote them."""
+        states, step counts, and a stamp of what wrote them. Tensors are saved on the CPU, so a
+        checkpoint loads on either device (`load_state_dict` copies onto the model's)."""
         return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()},
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizers": {
+                k: to_cpu(copy.deepcopy(o.state_dict())) for k, o in self.optimizers.items()
+            },
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "num_meta_steps": self.num_meta_steps,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ray_macaw.algorithm.devices import gpu_request_problem
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.samplers import select_rows
 from ray_macaw.errors import RayMacawError
@@ -93,10 +94,22 @@ def _check_numbers(config: MACAWConfig) -> None:
         )
 
 
+def _check_device(config: MACAWConfig) -> None:
+    """A GPU that is asked for must exist: fail here, not at the first meta-step."""
+    problem = gpu_request_problem(config.device, config.num_gpus_per_inner_worker)
+    if problem is not None:
+        raise MACAWConfigError(
+            problem,
+            "train on the CPU: .training(device='auto') or 'cpu' and "
+            ".inner_loop_workers(num_gpus_per_worker=0); or run where torch sees a CUDA GPU",
+        )
+
+
 def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
     """Raise `MACAWConfigError` for settings or data that cannot work; `check_data=False` checks
     the settings alone (a config written before its data exists)."""
     _check_numbers(config)
+    _check_device(config)
     try:
         config.model_config(obs_dim=1, act_dim=1)
         config.inner_loop_config()

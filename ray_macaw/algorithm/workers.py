@@ -15,6 +15,7 @@ import ray
 import torch
 
 from ray_macaw.algorithm.batches import BATCH_COLUMNS, TaskRequest, gather
+from ray_macaw.algorithm.devices import resolve_device, to_device
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, meta_backward
@@ -37,8 +38,11 @@ def load_batch_columns(root: str, family: str, task_ids: Sequence[int]) -> dict[
 class GradientComputer:
     """Holds some tasks' data and a model; accumulates meta-gradients of requested task batches.
 
+    Batches are gathered on the CPU and moved to the model's device once per request (all tasks
+    in one go).
+
     Args:
-        model: The model whose `.grad` fields receive the gradients.
+        model: The model whose `.grad` fields receive the gradients (on its device).
         data: The data of the tasks this computer serves.
         inner_config: Inner-loop settings.
         vectorize: vmap across tasks (else a per-task loop).
@@ -66,6 +70,8 @@ class GradientComputer:
     def accumulate(self, requests: Sequence[TaskRequest], divisor: float) -> dict[str, float]:
         """Add the meta-gradient of `requests` to the model's `.grad`; returns mean stats."""
         inner, outer = gather(self.data, requests, self.one_hot_tasks, self.inner_data)
+        device = next(self.model.parameters()).device
+        inner, outer = to_device(inner, device), to_device(outer, device)
         return meta_backward(
             self.model, inner, outer, self.inner_config, divisor, vectorize=self.vectorize
         )
@@ -85,11 +91,12 @@ class InnerLoopWorker:
         vectorize: bool,
         num_threads: int,
         one_hot_tasks: int = 0,
+        device: str = "cpu",
         inner_root: str | None = None,
     ) -> None:
         torch.set_num_threads(max(1, num_threads))
         self.computer = GradientComputer(
-            MACAWModel(model_config),
+            MACAWModel(model_config).to(resolve_device(device)),
             load_batch_columns(root, family, task_ids),
             inner_config,
             vectorize,
@@ -100,13 +107,15 @@ class InnerLoopWorker:
     def gradients(
         self, weights: Mapping[str, torch.Tensor], requests: Sequence[TaskRequest], divisor: float
     ) -> tuple[Grads, dict[str, float], int]:
-        """(summed gradient by parameter name, mean stats, number of tasks) of `requests`."""
+        """(summed gradient by parameter name, on the CPU; mean stats; number of tasks) of
+        `requests`. `weights` load onto the worker's device."""
         model = self.computer.model
         model.load_state_dict(weights)
         model.zero_grad(set_to_none=True)
         stats = self.computer.accumulate(requests, divisor)
         grads = {
-            n: None if p.grad is None else p.grad.detach() for n, p in model.named_parameters()
+            n: None if p.grad is None else p.grad.detach().cpu()
+            for n, p in model.named_parameters()
         }
         return grads, stats, len(requests)
 
@@ -125,6 +134,7 @@ def add_gradients(
             if grad is None:
                 continue
             param = params[name]
+            grad = grad.to(param.device)
             param.grad = grad.clone() if param.grad is None else param.grad + grad
     total = sum(n for _, _, n in results)
     keys = results[0][1].keys()

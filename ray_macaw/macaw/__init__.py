@@ -5,7 +5,7 @@ No Ray here: `ray_macaw.algorithm` wraps these functions.
 
 from ray_macaw.macaw.inner_loop import AdaptedParams, InnerLoopConfig, adapt, task_meta_loss
 from ray_macaw.macaw.meta_gradient import LossScale, loss_divisor, meta_backward
-from ray_macaw.macaw.model import MACAWModel, ModelConfig
+from ray_macaw.macaw.model import MACAWModel, ModelConfig, build_optimizers
 
 __all__ = [
     "AdaptedParams",
@@ -14,6 +14,7 @@ __all__ = [
     "MACAWModel",
     "ModelConfig",
     "adapt",
+    "build_optimizers",
     "loss_divisor",
     "meta_backward",
     "task_meta_loss",

@@ -195,11 +195,21 @@ def adapt_value(
     return adapted, target, stats
 
 
-def batch_advantages(model: MACAWModel, value: NetworkState, batch: Batch) -> torch.Tensor:
-    """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1)."""
-    values = _values(model, value, batch[OBS])
-    terminal = _values(model, value, batch[TERMINAL_OBS])
-    return losses.advantages(batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values).detach()
+def batch_advantages(
+    model: MACAWModel, value: NetworkState, batch: Batch, values: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1).
+
+    `values`, when given, are V(s) already computed (the outer value loss's), reused rather than
+    recomputed. The forwards run without autograd recording: A is a constant.
+    """
+    with torch.no_grad():
+        if values is None:
+            values = _values(model, value, batch[OBS])
+        terminal = _values(model, value, batch[TERMINAL_OBS])
+        return losses.advantages(
+            batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values.detach()
+        )
 
 
 def log_probs_and_head(
@@ -291,14 +301,20 @@ def adapt_value_then_policy(
 
 def outer_value_loss(
     model: MACAWModel, adapted: Adapted, outer: Batch, config: InnerLoopConfig
-) -> torch.Tensor:
-    """MSE of V_phi'(s) on R + g V_phi_bar(s^T) (or R with 'mc'), targets constant (spec §5)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE of V_phi'(s) on R + g V_phi_bar(s^T) (or R with 'mc'), targets constant (spec §5).
+
+    Returns:
+        (loss, V_phi'(s) of the outer batch): the outer AWR weights reuse those values.
+    """
     if config.outer_value_target == "bootstrap":
-        terminal = _values(model, adapted.value_target, outer[TERMINAL_OBS])
+        with torch.no_grad():  # the soft target phi_bar is a constant (spec §5)
+            terminal = _values(model, adapted.value_target, outer[TERMINAL_OBS])
         targets = losses.bootstrapped_targets(outer[MC_RETURN], outer[TERMINAL_DISCOUNT], terminal)
     else:
         targets = outer[MC_RETURN]
-    return losses.value_loss(_values(model, adapted.value, outer[OBS]), targets.detach())
+    values = _values(model, adapted.value, outer[OBS])
+    return losses.value_loss(values, targets.detach()), values
 
 
 def outer_awr_loss(
@@ -307,9 +323,11 @@ def outer_awr_loss(
     policy: NetworkState,
     outer: Batch,
     config: InnerLoopConfig,
+    values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, TensorDict]:
-    """-mean(w log pi_theta'(a|s)) with w from `value`'s detached advantages (spec §5)."""
-    advantages = batch_advantages(model, value, outer)
+    """-mean(w log pi_theta'(a|s)) with w from `value`'s detached advantages (spec §5);
+    `values`, when given, are `value`'s V(s) of the batch, already computed."""
+    advantages = batch_advantages(model, value, outer, values)
     weights = losses.awr_weights(
         advantages, config.temperature, config.max_weight, config.normalize_advantages
     )
@@ -338,8 +356,10 @@ def task_meta_loss(
         only; the policy loss on theta, rho_pi and c only (advantages are detached).
     """
     adapted = adapt_value_then_policy(model, params, inner, config, grad_fn)
-    value_loss = outer_value_loss(model, adapted, outer, config)
-    policy_loss, policy_stats = outer_awr_loss(model, adapted.value, adapted.policy, outer, config)
+    value_loss, values = outer_value_loss(model, adapted, outer, config)
+    policy_loss, policy_stats = outer_awr_loss(
+        model, adapted.value, adapted.policy, outer, config, values
+    )
     stats = {**adapted.stats, "outer_value_loss": value_loss.detach(), **policy_stats}
     return value_loss, policy_loss, stats
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
 
@@ -165,3 +166,32 @@ class MACAWModel(nn.Module):
         if self.adv_coef_raw is None:
             return None
         return float(torch.nn.functional.softplus(self.adv_coef_raw.detach()))
+
+
+# Devices with torch's fused (one kernel over every tensor) Adam. On CPU the default per-tensor
+# Adam was 22% of a standard meta-step; fused computes the same update (issue 21).
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def make_adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with default betas and eps (spec §5), fused where the parameters' device has it."""
+    params = list(params)
+    fused = bool(params) and all(
+        p.device.type in FUSED_ADAM_DEVICES and p.dtype.is_floating_point for p in params
+    )
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+
+
+def build_optimizers(
+    model: MACAWModel, value_lr: float, policy_lr: float, lrlr: float
+) -> dict[str, torch.optim.Optimizer]:
+    """Spec §5: Adam on phi (`value_lr`), on theta (`policy_lr`), on the learned lrs and c
+    (`lrlr`); build them after the model is on its device."""
+    learned = [*model.value_lr.parameters(), *model.policy_lr.parameters()]
+    if model.adv_coef_raw is not None:
+        learned.append(model.adv_coef_raw)
+    return {
+        "value": make_adam(model.value.parameters(), value_lr),
+        "policy": make_adam(model.policy.parameters(), policy_lr),
+        "learned": make_adam(learned, lrlr),
+    }

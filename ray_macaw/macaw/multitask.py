@@ -61,7 +61,9 @@ class MultitaskObjective(Objective):
         """(MC value loss, AWR policy loss, stats) of one task on its uniform batch (`outer`)."""
         values = model.value.forward_effective(adapted.value.effective(), outer[OBS])
         value_loss = losses.value_loss(values, outer[MC_RETURN])
-        policy_loss, stats = outer_awr_loss(model, adapted.value, adapted.policy, outer, config)
+        policy_loss, stats = outer_awr_loss(
+            model, adapted.value, adapted.policy, outer, config, values
+        )
         return value_loss, policy_loss, {"outer_value_loss": value_loss.detach(), **stats}
 
     def adapt(

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from ray_macaw.nn.layers import Effective, WeightTransformLinear
+from ray_macaw.nn.transform_products import transform_matvec, transform_rmatvec
 
 TensorDict = dict[str, torch.Tensor]
 THETA = "theta"
@@ -80,15 +81,15 @@ class LowRankWTLayer:
         object.__setattr__(self, "theta", self._matvec(self.z) + self.bias)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """M_k v."""
-        out = self.matrix @ v
+        """M_k v (the product with M batches tasks itself: `transform_products`)."""
+        out = transform_matvec(self.matrix, v)
         for u, w in self.corrections:
             out = out - u * (w @ v)
         return out
 
     def _rmatvec(self, g: torch.Tensor) -> torch.Tensor:
         """M_k^T g."""
-        out = self.matrix.T @ g
+        out = transform_rmatvec(self.matrix, g)
         for u, w in self.corrections:
             out = out - w * (u @ g)
         return out

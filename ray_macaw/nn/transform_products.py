@@ -1,0 +1,110 @@
+"""Products with a weight-transform matrix M as autograd Functions that batch tasks themselves.
+
+The low-rank inner step (`ray_macaw.macaw.net_state`) multiplies each transform matrix M
+((d_in d_out + d_out) x c, spec §2.1) by many vectors: M z, M z' and M^T g for every task. Under
+`torch.func.vmap` the built-in products run in slow layouts ([c, R] x [R, T] with M transposed)
+and their backward builds one full-size dM per task before summing. These Functions take the
+vectors of all tasks as one (..., c) or (..., R) tensor, so each product is one matrix product in
+a fast layout and its backward gives dM summed over tasks in one product (issue 21). The math is
+the plain matrix product's: forward and gradients are the same numbers up to summation order.
+
+Both backwards are written with differentiable torch ops, so double backward works; `vmap` rules
+move the task dimension first and call the Function again (the batch becomes leading dims).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """(..., n) -> (prod(...), n)."""
+    return t.reshape(-1, t.shape[-1])
+
+
+def _batched_vmap(
+    fn: Any, info: Any, in_dims: tuple[int | None, int | None], matrix: torch.Tensor, other: Any
+) -> tuple[torch.Tensor, int | None]:
+    """vmap rule shared by both Functions: with M unbatched, the vmapped dimension becomes a
+    leading dimension of the vectors, which the Functions handle natively."""
+    matrix_dim, other_dim = in_dims
+    if matrix_dim is None:
+        if other_dim is None:
+            return fn.apply(matrix, other), None
+        return fn.apply(matrix, other.movedim(other_dim, 0)), 0
+    # M itself vmapped (not MACAW's use): one einsum per batch entry, plain autograd.
+    matrix = matrix.movedim(matrix_dim, 0)
+    if other_dim is None:
+        other = other.expand(info.batch_size, *other.shape)
+    else:
+        other = other.movedim(other_dim, 0)
+    equation = "b...c,brc->b...r" if fn is TransformMatvec else "b...r,brc->b...c"
+    return torch.einsum(equation, other, matrix), 0
+
+
+class TransformMatvec(torch.autograd.Function):
+    """M v for a batch of vectors: (R, c), (..., c) -> (..., R)."""
+
+    @staticmethod
+    def forward(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors @ matrix.T
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        matrix, vectors = ctx.saved_tensors
+        grad_matrix = grad_vectors = None
+        if ctx.needs_input_grad[0]:  # dM = sum over the batch of dy v^T: one product
+            grad_matrix = _flat(grad_out).T @ _flat(vectors)
+        if ctx.needs_input_grad[1]:
+            grad_vectors = grad_out @ matrix
+        return grad_matrix, grad_vectors
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, int | None], matrix: torch.Tensor, vectors: Any
+    ) -> tuple[torch.Tensor, int | None]:
+        return _batched_vmap(TransformMatvec, info, in_dims, matrix, vectors)
+
+
+class TransformRmatvec(torch.autograd.Function):
+    """M^T g for a batch of vectors: (R, c), (..., R) -> (..., c)."""
+
+    @staticmethod
+    def forward(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors @ matrix
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        matrix, vectors = ctx.saved_tensors
+        grad_matrix = grad_vectors = None
+        if ctx.needs_input_grad[0]:  # dM = sum over the batch of g dy^T: one product
+            grad_matrix = _flat(vectors).T @ _flat(grad_out)
+        if ctx.needs_input_grad[1]:
+            grad_vectors = grad_out @ matrix.T
+        return grad_matrix, grad_vectors
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, int | None], matrix: torch.Tensor, vectors: Any
+    ) -> tuple[torch.Tensor, int | None]:
+        return _batched_vmap(TransformRmatvec, info, in_dims, matrix, vectors)
+
+
+def transform_matvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """M v for every vector in `vectors` (..., c)."""
+    return TransformMatvec.apply(matrix, vectors)
+
+
+def transform_rmatvec(matrix: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """M^T g for every vector in `vectors` (..., R)."""
+    return TransformRmatvec.apply(matrix, vectors)

@@ -1,0 +1,131 @@
+"""The device setting and the device-aware meta-step (issue 21)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ray_macaw.algorithm import MACAWConfig
+from ray_macaw.algorithm.devices import resolve_device, to_cpu, to_device
+from ray_macaw.algorithm.validation import MACAWConfigError
+from ray_macaw.algorithm.workers import GradientComputer, add_gradients
+from ray_macaw.macaw import (
+    InnerLoopConfig,
+    MACAWModel,
+    ModelConfig,
+    build_optimizers,
+    meta_backward,
+)
+from test_inner_loop import make_batch
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def small_model(dtype: torch.dtype = torch.float32) -> MACAWModel:
+    torch.manual_seed(0)
+    return MACAWModel(ModelConfig(obs_dim=4, act_dim=2, hidden=(8, 8), latent_dim=5)).to(dtype)
+
+
+def one_meta_step(model: MACAWModel, device: str) -> dict[str, torch.Tensor]:
+    """One meta-step (meta-gradient + Adam) on `device`; parameters after it, on the CPU."""
+    model = model.to(device)
+    optimizers = build_optimizers(model, 1e-3, 1e-3, 1e-3)
+    dtype = next(model.parameters()).dtype
+    inner = to_device(make_batch(3, 16, 4, 2, seed=1, dtype=dtype), torch.device(device))
+    outer = to_device(make_batch(3, 16, 4, 2, seed=2, dtype=dtype), torch.device(device))
+    meta_backward(model, inner, outer, InnerLoopConfig(), 3.0, vectorize=True)
+    for opt in optimizers.values():
+        opt.step()
+    return to_cpu(dict(model.named_parameters()))
+
+
+def test_cpu_and_auto_outside_ray_resolve_to_the_cpu() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")  # Ray gave this process no GPU
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+@no_cuda
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"training": {"device": "cuda"}},
+        {"workers": {"num_gpus_per_worker": 1, "num_workers": 1}},
+    ],
+)
+def test_gpu_requests_without_a_gpu_fail_at_validation(settings: dict) -> None:
+    config = MACAWConfig().environment(family="point-robot")
+    config = config.training(**settings.get("training", {}))
+    config = config.inner_loop_workers(**settings.get("workers", {}))
+    with pytest.raises(MACAWConfigError, match="GPU") as error:
+        config.validate(check_data=False)
+    assert "Fix: train on the CPU" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_device_is_refused_at_validation() -> None:
+    config = MACAWConfig().environment(family="point-robot").training(device="gpu")
+    with pytest.raises(MACAWConfigError, match="device must be one of"):
+        config.validate(check_data=False)
+
+
+def test_cpu_settings_validate() -> None:
+    MACAWConfig().environment(family="point-robot").training(device="cpu").validate(
+        check_data=False
+    )
+
+
+def test_gradient_computer_moves_batches_to_the_model_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches are gathered on the CPU and handed to the meta-step on the model's device (here
+    torch's 'meta' device, which any machine has), once for all tasks."""
+    from ray_macaw.algorithm import workers
+
+    calls = []
+    monkeypatch.setattr(
+        workers,
+        "gather",
+        lambda data, requests, one_hot: (
+            make_batch(2, 8, 4, 2, seed=3),
+            make_batch(2, 8, 4, 2, seed=4),
+        ),
+    )
+    monkeypatch.setattr(
+        workers,
+        "meta_backward",
+        lambda model, inner, outer, *args, **kwargs: (
+            calls.append({v.device.type for v in [*inner.values(), *outer.values()]}) or {}
+        ),
+    )
+    model = small_model().to("meta")
+    GradientComputer(model, {}, InnerLoopConfig(), True).accumulate([], 1.0)
+    assert calls == [{"meta"}]
+
+
+def test_add_gradients_moves_worker_gradients_to_the_model_device() -> None:
+    model = small_model()
+    grads = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    stats = add_gradients(model, [(grads, {"x": 1.0}, 1), (grads, {"x": 3.0}, 1)])
+    assert stats == {"x": 2.0}
+    for p in model.parameters():
+        assert p.grad is not None and torch.equal(p.grad, torch.full_like(p, 2.0))
+
+
+def test_to_cpu_copies_nested_optimizer_state() -> None:
+    model = small_model()
+    optimizers = build_optimizers(model, 1e-3, 1e-3, 1e-3)
+    state = to_cpu({k: o.state_dict() for k, o in optimizers.items()})
+    assert state["value"]["param_groups"][0]["lr"] == 1e-3
+    assert isinstance(state["value"]["param_groups"][0]["params"], list)
+
+
+@needs_cuda
+def test_one_meta_step_on_cuda_matches_the_cpu() -> None:
+    """The same meta-step (float64) on CUDA and on the CPU: same parameters after Adam."""
+    on_cpu = one_meta_step(small_model(torch.float64), "cpu")
+    on_cuda = one_meta_step(small_model(torch.float64), "cuda")
+    for name, value in on_cpu.items():
+        torch.testing.assert_close(on_cuda[name], value, rtol=1e-6, atol=1e-12, msg=name)
