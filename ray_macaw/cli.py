@@ -194,7 +194,12 @@ def cmd_collect(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         bootstrap_after_termination=not args.no_bootstrap_after_termination,
     )
-    summary = collect(config, address=args.address, show_progress=not args.no_progress)
+    summary = collect(
+        config,
+        address=args.address,
+        show_progress=not args.no_progress,
+        recollect=args.recollect,
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -223,6 +228,13 @@ def _add_collect_parser(sub: Any) -> None:
     collect.add_argument("--out", required=True, help="data root (written to ROOT/<family>/)")
     collect.add_argument("--tasks", default="all", help="all, train, test, or ids like 0-4,7")
     collect.add_argument("--split", default=None, help="split for train/test (family default)")
+    collect.add_argument(
+        "--recollect",
+        default=None,
+        metavar="TASKS",
+        help="discard these tasks' data (finished or not, e.g. 3 or 0-2,7) and collect them "
+        "again from scratch; added to --tasks",
+    )
     collect.add_argument(
         "--steps",
         type=int,

@@ -13,7 +13,7 @@ from ray_macaw.ray_setup import ensure_ray
 def cmd_train(args: argparse.Namespace) -> None:
     """`ray-macaw train CONFIG.yaml [--stop-steps N] [--out DIR] [--resume] [--address ADDR]`."""
     from ray_macaw.algorithm.run_config import load_run_file
-    from ray_macaw.algorithm.train import train
+    from ray_macaw.algorithm.train import check_output, train
 
     config, options = load_run_file(args.config)
     if args.stop_steps is not None:
@@ -21,6 +21,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.out is not None:
         options = replace(options, out=args.out)
     config.validate()  # fix-it errors before starting Ray
+    check_output(options.out, args.resume)
     ensure_ray(args.address)
     summary = train(config, options, resume=args.resume)
     if args.json:
