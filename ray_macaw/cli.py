@@ -194,6 +194,10 @@ def cmd_collect(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         bootstrap_after_termination=not args.no_bootstrap_after_termination,
     )
+    args.interrupt_hint = (
+        "every complete part is kept; re-run the same command to resume each task from its "
+        "last complete part"
+    )
     summary = collect(
         config,
         address=args.address,
@@ -331,8 +335,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except RayMacawError as e:
-        print(f"ray-macaw: error: {e}", file=sys.stderr)
+        # From a Ray worker, the error arrives as RayTaskError(TheError): print its cause.
+        cause = getattr(e, "cause", None)
+        print(
+            f"ray-macaw: error: {cause if isinstance(cause, RayMacawError) else e}", file=sys.stderr
+        )
         return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "interrupt_hint", "files already written are complete")
+        print(f"\nray-macaw: interrupted; {hint}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     return 0
 
 

@@ -7,7 +7,17 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from ray_macaw.errors import ArgumentError
 from ray_macaw.ray_setup import ensure_ray
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Refuse a given option below 1 (0 episodes, -1 steps...) before anything starts."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            flag = "--" + name.replace("_", "-")
+            raise ArgumentError(f"{flag} must be positive, got {value}", f"give e.g. {flag} 1")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -22,6 +32,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         options = replace(options, out=args.out)
     config.validate()  # fix-it errors before starting Ray
     check_output(options.out, args.resume)
+    args.interrupt_hint = (
+        f"the last checkpoint ({options.out}/latest) and the metrics log up to it are kept; "
+        f"continue with: ray-macaw train {args.config} --resume"
+        + (f" --out {args.out}" if args.out else "")
+    )
     ensure_ray(args.address)
     summary = train(config, options, resume=args.resume)
     if args.json:
@@ -32,6 +47,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """`ray-macaw evaluate CKPT [--episodes N] [--adaptation-steps K] [--json]`."""
     from ray_macaw.algorithm.checkpoints import open_checkpoint
 
+    check_positive(args, "episodes", "adaptation_steps")
     ensure_ray(args.address)
     algo: Any = open_checkpoint(args.checkpoint)
     try:
@@ -59,21 +75,28 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from ray_macaw.algorithm.checkpoints import open_checkpoint
     from ray_macaw.algorithm.finetune import FineTuneConfig, finetune
 
+    check_positive(args, "gradient_steps", "batch_size", "episodes", "num_cpus_per_task")
     try:
         budgets = tuple(int(b) for b in args.budgets.split(","))
     except ValueError:
-        from ray_macaw.errors import UnknownNameError
-
-        raise UnknownNameError(
+        raise ArgumentError(
             f"cannot read budgets '{args.budgets}'", "give step counts like 20000,200000"
         ) from None
-    config = FineTuneConfig(
-        budgets=budgets,
-        gradient_steps=args.gradient_steps,
-        batch_size=args.batch_size,
-        eval_episodes=args.episodes,
-        num_cpus_per_task=args.num_cpus_per_task,
-    )
+    if not budgets or min(budgets) < 1:
+        raise ArgumentError(
+            f"budgets must be positive step counts, got '{args.budgets}'",
+            "give step counts like --budgets 20000,200000",
+        )
+    try:
+        config = FineTuneConfig(
+            budgets=budgets,
+            gradient_steps=args.gradient_steps,
+            batch_size=args.batch_size,
+            eval_episodes=args.episodes,
+            num_cpus_per_task=args.num_cpus_per_task,
+        )
+    except ValueError as e:  # FineTuneConfig's own checks
+        raise ArgumentError(f"impossible fine-tuning settings ({e})", "fix the option") from None
     ensure_ray(args.address)
     algo: Any = open_checkpoint(args.checkpoint)
     try:

@@ -37,6 +37,10 @@ class UnknownNameError(RayMacawError, ValueError):
     """An unknown family, split, task id or option value."""
 
 
+class ArgumentError(RayMacawError, ValueError):
+    """A command-line argument out of its range."""
+
+
 class DataError(RayMacawError):
     """A data root, manifest or Parquet part that cannot be used as it is."""
 

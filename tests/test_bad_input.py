@@ -92,7 +92,7 @@ def test_truncated_part_without_verification_is_unreadable(root: Path) -> None:
         TaskDatasets(root).load(0)
     with pytest.raises(DataError, match="not a readable Parquet file") as info:
         TaskDatasets(root, verify=False).load(0)
-    assert "re-run the collection" in str(info.value)
+    assert "--recollect 0" in str(info.value)  # the supported way (issue 19, item 4)
 
 
 def test_missing_column(root: Path) -> None:

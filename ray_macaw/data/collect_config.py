@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -81,6 +82,8 @@ class CollectConfig:
         unknown = sorted(set(self.hyperparameters) - set(defaults))
         if unknown:
             raise unknown_name(f"{algo} hyperparameter", unknown[0], defaults)
+        for key, value in self.hyperparameters.items():
+            _check_hyperparameter(algo, key, value, defaults[key])
         config = replace(
             self,
             algo=algo,
@@ -120,6 +123,39 @@ class CollectConfig:
     def task_seed(self, task_id: int) -> int:
         """A task's seed, derived from (seed, task id)."""
         return int(np.random.SeedSequence([self.seed, task_id]).generate_state(1)[0])
+
+
+# Behaviour settings that may be zero or negative (SB3: gradient_steps -1 = as many as steps).
+_MAY_BE_ZERO = {"learning_starts", "tau", "gamma", "ent_coef", "action_noise_sigma"}
+_IN_UNIT = {"tau", "gamma"}
+
+
+def _check_hyperparameter(algo: str, key: str, value: Any, default: Any) -> None:
+    """Refuse a `--set` value of the wrong type or range before it reaches the manifest."""
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    number = integer or isinstance(value, float)
+    if isinstance(default, list):
+        ok = isinstance(value, list) and bool(value)
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        example = json.dumps(default).replace(" ", "")
+    elif isinstance(default, bool):
+        ok, example = isinstance(value, bool), "true"
+    elif isinstance(default, int):
+        minimum = -1 if key == "gradient_steps" else 0
+        ok, example = integer and value >= minimum, default
+    elif isinstance(default, float):
+        ok, example = number and value >= 0, default
+    else:  # a string setting (ent_coef 'auto_0.1' may also be a number)
+        ok, example = isinstance(value, str) or (number and value >= 0), default
+    if ok and number and key not in _MAY_BE_ZERO and key != "gradient_steps":
+        ok = value > 0
+    if ok and key in _IN_UNIT:
+        ok = 0 <= value <= 1
+    if not ok:
+        raise CollectConfigError(
+            f"{algo} hyperparameter {key}={json.dumps(value)} is not a valid value",
+            f"give e.g. --set {key}={example} (the default)",
+        )
 
 
 def parse_tasks(spec: str, family: TaskFamily, split: str | None = None) -> list[int]:
