@@ -137,21 +137,21 @@ def _check_hyperparameter(algo: str, key: str, value: Any, default: Any) -> None
     if isinstance(default, list):
         ok = isinstance(value, list) and bool(value)
         ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        example = json.dumps(default).replace(" ", "")
     elif isinstance(default, bool):
-        ok, example = isinstance(value, bool), "true"
+        ok = isinstance(value, bool)
     elif isinstance(default, int):
         minimum = -1 if key == "gradient_steps" else 0
-        ok, example = integer and value >= minimum, default
+        ok = integer and value >= minimum
     elif isinstance(default, float):
-        ok, example = number and value >= 0, default
+        ok = number and value >= 0
     else:  # a string setting (ent_coef 'auto_0.1' may also be a number)
-        ok, example = isinstance(value, str) or (number and value >= 0), default
+        ok = isinstance(value, str) or (number and value >= 0)
     if ok and number and key not in _MAY_BE_ZERO and key != "gradient_steps":
         ok = value > 0
     if ok and key in _IN_UNIT:
         ok = 0 <= value <= 1
     if not ok:
+        example = json.dumps(default).replace(" ", "")
         raise CollectConfigError(
             f"{algo} hyperparameter {key}={json.dumps(value)} is not a valid value",
             f"give e.g. --set {key}={example} (the default)",
