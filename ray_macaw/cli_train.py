@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ray_macaw.errors import ArgumentError
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.ray_setup import check_resources, ensure_ray
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:
@@ -98,6 +98,11 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     except ValueError as e:  # FineTuneConfig's own checks
         raise ArgumentError(f"impossible fine-tuning settings ({e})", "fix the option") from None
     ensure_ray(args.address)
+    check_resources(
+        "each held-out task's fine-tuning actor",
+        [{"CPU": args.num_cpus_per_task}],
+        "lower --num-cpus-per-task to what one node has",
+    )
     algo: Any = open_checkpoint(args.checkpoint)
     try:
         summary = finetune(algo, config)

@@ -67,6 +67,26 @@ def train(
         owner.release()
 
 
+def check_run_resources(config: OfflineMetaConfig) -> None:
+    """The inner-loop workers and an evaluation task, held at once, fit the cluster (else
+    `ray.get` on them would wait forever)."""
+    from ray_macaw.ray_setup import check_resources
+
+    workers = int(getattr(config, "num_inner_loop_workers", 0) or 0)
+    worker = {
+        "CPU": float(getattr(config, "num_cpus_per_inner_worker", 0.0)),
+        "GPU": float(getattr(config, "num_gpus_per_inner_worker", 0.0)),
+    }
+    demands = [worker] * workers
+    if config.evaluation_interval:
+        demands.append({"CPU": float(config.eval_num_cpus_per_task)})
+    check_resources(
+        f"{workers} inner-loop worker(s) and an evaluation task",
+        demands,
+        "lower num_inner_loop_workers, num_cpus_per_inner_worker or eval_num_cpus_per_task",
+    )
+
+
 def check_output(out: str | Path, resume: bool) -> None:
     """Refuse to start a fresh run in a directory that holds one (a checkpoint or a metrics
     log): it would truncate the log and replace the checkpoint."""
@@ -94,6 +114,7 @@ def _train_owned(
     latest = out / LATEST
     algo: OfflineMetaAlgorithm
     checkpoint = _last_checkpoint(out) if resume else None
+    check_run_resources(config)
     if checkpoint is not None:
         algo = _restore(config, checkpoint)
         log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")

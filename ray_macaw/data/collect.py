@@ -27,7 +27,7 @@ from ray_macaw.data.collector import (
 )
 from ray_macaw.errors import RayMacawError
 from ray_macaw.ownership import owning
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.ray_setup import check_resources, ensure_ray
 from ray_macaw.shared_storage import check_shared
 from ray_macaw.tasks import get_task_family
 
@@ -168,6 +168,12 @@ def _run_actors(
     show_progress: bool,
 ) -> dict[int, dict[str, Any]]:
     ensure_ray(address)
+    check_resources(
+        "each collector actor",
+        [{"CPU": config.num_cpus_per_task, "GPU": config.num_gpus_per_task}],
+        "lower --num-cpus-per-task / --num-gpus-per-task to what one node has",
+        log=print,
+    )
     check_shared(config.root)  # every actor writes its task's parts under ROOT
     limit = config.max_concurrent or len(todo)
     pending = deque((task_id, 0) for task_id in todo)
