@@ -64,13 +64,34 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     """`ray-macaw dataset inspect ROOT [--family F] [--json]`."""
     from ray_macaw.data.datasets import TaskDatasets, find_families
 
+    from ray_macaw.errors import DataError, MissingDataError
+
     root = Path(args.root)
     names = [args.family] if args.family else find_families(root)
+    if not names:
+        raise MissingDataError(
+            "no family directory with a manifest.json in this root",
+            "point at a root written by `ray-macaw collect --out ROOT`",
+            root,
+        )
     doc = {
         "root": str(root),
         "families": [TaskDatasets(root, name, verify=False).inspect() for name in names],
     }
-    _print(doc, args.json, _render_inspect)
+    _print(doc, args.json, _render_inspect)  # the whole report first, then the verdict
+    bad = [
+        f"{fam['family']} task {t['task_id']} ({t['checksum']})"
+        for fam in doc["families"]
+        for t in fam["tasks"]
+        if t["checksum"] != "ok"
+    ]
+    if bad:
+        raise DataError(
+            f"{len(bad)} task(s) have missing or damaged parts: {', '.join(bad)}",
+            "restore the parts from a backup, or re-run the collect command that wrote the "
+            "root adding --recollect with those task ids",
+            root,
+        )
 
 
 def _pairs_or_names(items: Sequence[str]) -> dict[int, str] | list[str]:

@@ -116,7 +116,7 @@ def _train_owned(
     checkpoint = _last_checkpoint(out) if resume else None
     check_run_resources(config)
     if checkpoint is not None:
-        algo = _restore(config, checkpoint)
+        algo = _restore(config, checkpoint, log)
         log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")
     else:
         algo = config.build_algo()  # type: ignore[assignment]
@@ -173,14 +173,38 @@ def save_checkpoint(algo: OfflineMetaAlgorithm, out: Path) -> Path:
     return latest
 
 
-def _restore(config: OfflineMetaConfig, checkpoint: Path) -> OfflineMetaAlgorithm:
+def _restore(config: OfflineMetaConfig, checkpoint: Path, log: Any) -> OfflineMetaAlgorithm:
     """The algorithm saved at `checkpoint`, as the class that wrote it (so a checkpoint of
-    another algorithm reaches the same-run check instead of failing inside RLlib)."""
+    another algorithm reaches the same-run check instead of failing inside RLlib); settings
+    that differ from the run file's are named in a warning (the checkpoint's are kept)."""
     from ray_macaw.algorithm.checkpoints import open_checkpoint
 
     algo = open_checkpoint(checkpoint)
     _check_same_run(algo, config, checkpoint)
+    changed = changed_settings(algo.config, config)
+    if changed:
+        log(
+            f"warning: the run file's settings differ from the checkpoint's ({'; '.join(changed)});"
+            " the resumed run keeps the checkpoint's settings (give a new --out to use the new "
+            "ones)"
+        )
     return algo
+
+
+def changed_settings(saved: OfflineMetaConfig, wanted: OfflineMetaConfig) -> list[str]:
+    """'name A (checkpoint) -> B (run file)' for each setting, the seed and the evaluation
+    interval that differ."""
+
+    def value(config: OfflineMetaConfig, name: str) -> Any:
+        v = getattr(config, name, None)
+        return list(v) if isinstance(v, tuple) else v
+
+    names = [*type(wanted).settings(), "seed", "evaluation_interval"]
+    return [
+        f"{n} {value(saved, n)!r} (checkpoint) -> {value(wanted, n)!r} (run file)"
+        for n in names
+        if value(saved, n) != value(wanted, n)
+    ]
 
 
 def _check_same_run(

@@ -99,12 +99,14 @@ class TaskDatasets:
         return paths
 
     def ray_dataset(self, task_id: int) -> ray.data.Dataset:
-        """The task's rows as a `ray.data.Dataset` (parts verified first when `verify`)."""
+        """The task's rows as a `ray.data.Dataset`; every part is checked first (sha256 when
+        `verify`, schema, no NaN or inf)."""
         import ray.data
 
-        if self.verify:
-            for part in self.task_record(task_id).parts:
-                self.read_part(part, columns=[S.TASK_ID])
+        # Every part is read once first: its checksum (when `verify`), schema and the finiteness
+        # of its float columns, as `load` checks them (the rows Ray reads are the same bytes).
+        for part in self.task_record(task_id).parts:
+            self.read_part(part, columns=[S.TASK_ID, *S.FLOAT_COLUMNS])
         paths = [str(p) for p in self.part_paths(task_id)]
         # The task id is a stored column; reading the directory name as a hive partition would
         # add it a second time.
