@@ -74,7 +74,7 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
             "point at a root written by `ray-macaw collect --out ROOT`",
             root,
         )
-    doc = {
+    doc: dict[str, Any] = {
         "root": str(root),
         "families": [TaskDatasets(root, name, verify=False).inspect() for name in names],
     }
