@@ -3,9 +3,10 @@ what a command asks of the cluster can ever be granted (instead of waiting forev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -38,8 +39,35 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> bool:
     else:
         init_kwargs.setdefault("dashboard_host", LOOPBACK)
         init_kwargs.setdefault("_node_ip_address", LOOPBACK)
-        ray.init(**init_kwargs)
+        with _loopback_only():
+            ray.init(**init_kwargs)
     return True
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep 127.0.0.1 as the node's address while a local Ray starts.
+
+    On Linux Ray replaces 127.0.0.1 by the host's network address (and its gRPC servers, object
+    manager and agents then listen on every interface) unless "clusters" are disabled; that
+    switch is read from the environment by Ray's processes and, in this process, from
+    `ray_constants`. Both are set for the start only: the processes started keep it, a later
+    `ray.init(address=...)` in this process does not.
+    """
+    from ray._private import ray_constants
+
+    previous_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+        if previous_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = previous_env
 
 
 def started_here() -> bool:
