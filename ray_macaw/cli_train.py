@@ -11,6 +11,14 @@ from ray_macaw.errors import ArgumentError
 from ray_macaw.ray_setup import check_resources, ensure_ray
 
 
+def environment_of(config: Any) -> dict[str, Any]:
+    """The family's environment record (model, Meta-World and reward versions, options), so
+    results say which environments produced them."""
+    from ray_macaw.tasks import get_task_family
+
+    return get_task_family(config.family, seed=config.family_seed).environment()
+
+
 def check_positive(args: argparse.Namespace, *names: str) -> None:
     """Refuse a given option below 1 (0 episodes, -1 steps...) before anything starts."""
     for name in names:
@@ -54,7 +62,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         result = algo.evaluate_held_out(args.episodes, args.adaptation_steps)
     finally:
         algo.stop()
-    result = {"checkpoint": args.checkpoint, "meta_steps": algo.num_meta_steps, **result}
+    result = {
+        "checkpoint": args.checkpoint,
+        "meta_steps": algo.num_meta_steps,
+        "environment": environment_of(algo.config),
+        **result,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return

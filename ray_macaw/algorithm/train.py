@@ -155,7 +155,15 @@ def _train_owned(
         bar.close()
         algo.stop()
     log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
-    return {**view, "checkpoint": str(latest), "inner_worker_nodes": nodes}
+    from ray_macaw.tasks import get_task_family
+
+    environment = get_task_family(config.family, seed=config.family_seed).environment()
+    return {
+        **view,
+        "checkpoint": str(latest),
+        "inner_worker_nodes": nodes,
+        "environment": environment,
+    }
 
 
 def save_checkpoint(algo: OfflineMetaAlgorithm, out: Path) -> Path:

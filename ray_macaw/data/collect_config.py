@@ -22,6 +22,8 @@ DEFAULT_STEPS = {
     "walker-params": 1_000_000,
     "point-robot": 3_000,
 }
+for _variant in ("ml45-goal", "ml45-fixed-stick", "ml45-authors"):  # ML45's options
+    DEFAULT_STEPS[_variant] = DEFAULT_STEPS["ml45"]
 # SAC everywhere but Cheetah-Vel, where the paper used TD3 "as it proved more stable".
 DEFAULT_ALGO = {"cheetah-vel": "td3"}
 

@@ -71,6 +71,8 @@ class Manifest:
     collector: dict[str, Any] = field(default_factory=dict)
     seeds: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+    # The family's model, library and reward versions and options (TaskFamily.environment).
+    environment: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

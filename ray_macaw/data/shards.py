@@ -112,6 +112,7 @@ class DatasetWriter:
             collector=json.loads(json.dumps(dict(collector or {}))),
             seeds=json.loads(json.dumps(dict(seeds or {}))),
             library_versions=library_versions(),
+            environment=json.loads(json.dumps(family.environment())),
         )
         try:
             self.family_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +162,7 @@ def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) ->
         "gamma",
         "bootstrap_after_termination",
         "collector",
+        "environment",
     )
     old = _flatten({k: getattr(existing, k) for k in keys})
     new = _flatten({k: getattr(wanted, k) for k in keys})
@@ -323,7 +325,10 @@ class TaskWriter:
         final = family_dir / relative
         final.parent.mkdir(parents=True, exist_ok=True)
         staged = final.with_name(f".{final.name}.{uuid.uuid4().hex}.staged")
-        atomic_write_bytes(staged, data)
+        try:
+            atomic_write_bytes(staged, data)
+        except DataError as e:  # name the part, not its staging name
+            raise DataError(e.problem.replace(staged.name, final.name), e.fix, final) from e
         part = PartRecord(
             file=relative,
             rows=table.num_rows,
