@@ -248,8 +248,8 @@ def task_owner_locks(root: str, family: str, task_ids: list[int]) -> list[tuple[
     """The `(lock file, what, fix)` of each task, for `ownership.owning`."""
     family_dir = Path(root) / family
     fix = (
-        "wait for that command to finish, or stop it (the Ray actors of a killed command stop "
-        "within about 10 s), then re-run this one: it resumes from the last complete part"
+        "wait for that command to finish, or stop it (the Ray actors of a killed command stop a "
+        "few seconds after it), then re-run this one: it resumes from the last complete part"
     )
     return [
         (family_dir / OWNERS_DIR / f"task_id={t}.lock", f"task {t} of {family_dir}", fix)
