@@ -213,3 +213,24 @@ def test_every_recollect_fix_names_the_command(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="--recollect 0") as caught:
         data.load(0)
     assert "re-run the collection (it resumes" not in str(caught.value)
+
+
+def test_a_task_another_command_owns_is_refused_naming_it(tmp_path: Path) -> None:
+    """While another process owns task 1, `collect` of tasks 0-1 is refused in one line with
+    that process's pid, before Ray starts or anything is written for task 0 (item 1)."""
+    config = CollectConfig(family="point-robot", root=str(tmp_path), tasks="0-1", steps=100,
+                           algo="random", rows_per_part=100)  # fmt: skip
+    lock = tmp_path / "point-robot" / "_owners" / "task_id=1.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        from ray_macaw.ownership import OwnedError
+
+        with pytest.raises(OwnedError, match=f"task 1 of .* in use by .*pid {holder.pid} "):
+            collect(config, show_progress=False)
+        assert Manifest.load(tmp_path / "point-robot").tasks[0].rows == 0
+        assert not (tmp_path / "point-robot" / "_owners" / "task_id=0.lock").read_text()
+    finally:
+        holder.kill()
+        holder.wait()
