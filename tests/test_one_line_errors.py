@@ -225,10 +225,12 @@ def test_broken_checkpoints_and_another_algorithms_output_are_one_line(
     ],
 )
 def test_evaluate_and_finetune_arguments_are_checked(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], checkpoints: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Impossible arguments: one line and status 2, before Ray starts (item 10)."""
-    assert main(argv) == 2
+    """Impossible arguments for a real checkpoint: one line and status 2, before the checkpoint
+    is opened (item 10)."""
+    checkpoint = str(checkpoints / "macaw" / "latest")
+    assert main([checkpoint if a == "CKPT" else a for a in argv]) == 2
     one_line_error(capsys)
 
 
