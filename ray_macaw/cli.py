@@ -64,13 +64,34 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     """`ray-macaw dataset inspect ROOT [--family F] [--json]`."""
     from ray_macaw.data.datasets import TaskDatasets, find_families
 
+    from ray_macaw.errors import DataError, MissingDataError
+
     root = Path(args.root)
     names = [args.family] if args.family else find_families(root)
-    doc = {
+    if not names:
+        raise MissingDataError(
+            "no family directory with a manifest.json in this root",
+            "point at a root written by `ray-macaw collect --out ROOT`",
+            root,
+        )
+    doc: dict[str, Any] = {
         "root": str(root),
         "families": [TaskDatasets(root, name, verify=False).inspect() for name in names],
     }
-    _print(doc, args.json, _render_inspect)
+    _print(doc, args.json, _render_inspect)  # the whole report first, then the verdict
+    bad = [
+        f"{fam['family']} task {t['task_id']} ({t['checksum']})"
+        for fam in doc["families"]
+        for t in fam["tasks"]
+        if t["checksum"] != "ok"
+    ]
+    if bad:
+        raise DataError(
+            f"{len(bad)} task(s) have missing or damaged parts: {', '.join(bad)}",
+            "restore the parts from a backup, or re-run the collect command that wrote the "
+            "root adding --recollect with those task ids",
+            root,
+        )
 
 
 def _pairs_or_names(items: Sequence[str]) -> dict[int, str] | list[str]:
@@ -194,7 +215,16 @@ def cmd_collect(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         bootstrap_after_termination=not args.no_bootstrap_after_termination,
     )
-    summary = collect(config, address=args.address, show_progress=not args.no_progress)
+    args.interrupt_hint = (
+        "every complete part is kept; re-run the same command to resume each task from its "
+        "last complete part"
+    )
+    summary = collect(
+        config,
+        address=args.address,
+        show_progress=not args.no_progress,
+        recollect=args.recollect,
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -223,6 +253,13 @@ def _add_collect_parser(sub: Any) -> None:
     collect.add_argument("--out", required=True, help="data root (written to ROOT/<family>/)")
     collect.add_argument("--tasks", default="all", help="all, train, test, or ids like 0-4,7")
     collect.add_argument("--split", default=None, help="split for train/test (family default)")
+    collect.add_argument(
+        "--recollect",
+        default=None,
+        metavar="TASKS",
+        help="discard these tasks' data (finished or not, e.g. 3 or 0-2,7) and collect them "
+        "again from scratch; added to --tasks",
+    )
     collect.add_argument(
         "--steps",
         type=int,
@@ -319,8 +356,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except RayMacawError as e:
-        print(f"ray-macaw: error: {e}", file=sys.stderr)
+        # From a Ray worker, the error arrives as RayTaskError(TheError): print its cause.
+        cause = getattr(e, "cause", None)
+        print(
+            f"ray-macaw: error: {cause if isinstance(cause, RayMacawError) else e}", file=sys.stderr
+        )
         return 2
+    except KeyboardInterrupt:
+        hint = getattr(args, "interrupt_hint", "files already written are complete")
+        print(f"\nray-macaw: interrupted; {hint}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     return 0
 
 

@@ -7,13 +7,31 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.errors import ArgumentError
+from ray_macaw.ray_setup import check_resources, ensure_ray
+
+
+def environment_of(config: Any) -> dict[str, Any]:
+    """The family's environment record (model, Meta-World and reward versions, options), so
+    results say which environments produced them."""
+    from ray_macaw.tasks import get_task_family
+
+    return get_task_family(config.family, seed=config.family_seed).environment()
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Refuse a given option below 1 (0 episodes, -1 steps...) before anything starts."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            flag = "--" + name.replace("_", "-")
+            raise ArgumentError(f"{flag} must be positive, got {value}", f"give e.g. {flag} 1")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     """`ray-macaw train CONFIG.yaml [--stop-steps N] [--out DIR] [--resume] [--address ADDR]`."""
     from ray_macaw.algorithm.run_config import load_run_file
-    from ray_macaw.algorithm.train import train
+    from ray_macaw.algorithm.train import check_output, train
 
     config, options = load_run_file(args.config)
     if args.stop_steps is not None:
@@ -21,6 +39,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.out is not None:
         options = replace(options, out=args.out)
     config.validate()  # fix-it errors before starting Ray
+    check_output(options.out, args.resume)
+    args.interrupt_hint = (
+        f"the last checkpoint ({options.out}/latest) and the metrics log up to it are kept; "
+        f"continue with: ray-macaw train {args.config} --resume"
+        + (f" --out {args.out}" if args.out else "")
+    )
     ensure_ray(args.address)
     summary = train(config, options, resume=args.resume)
     if args.json:
@@ -31,13 +55,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """`ray-macaw evaluate CKPT [--episodes N] [--adaptation-steps K] [--json]`."""
     from ray_macaw.algorithm.checkpoints import open_checkpoint
 
+    check_positive(args, "episodes", "adaptation_steps")
     ensure_ray(args.address)
     algo: Any = open_checkpoint(args.checkpoint)
     try:
         result = algo.evaluate_held_out(args.episodes, args.adaptation_steps)
     finally:
         algo.stop()
-    result = {"checkpoint": args.checkpoint, "meta_steps": algo.num_meta_steps, **result}
+    result = {
+        "checkpoint": args.checkpoint,
+        "meta_steps": algo.num_meta_steps,
+        "environment": environment_of(algo.config),
+        **result,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -58,14 +88,18 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from ray_macaw.algorithm.checkpoints import open_checkpoint
     from ray_macaw.algorithm.finetune import FineTuneConfig, finetune
 
+    check_positive(args, "batch_size", "episodes", "num_cpus_per_task")
     try:
         budgets = tuple(int(b) for b in args.budgets.split(","))
     except ValueError:
-        from ray_macaw.errors import UnknownNameError
-
-        raise UnknownNameError(
+        raise ArgumentError(
             f"cannot read budgets '{args.budgets}'", "give step counts like 20000,200000"
         ) from None
+    if not budgets or min(budgets) < 1:
+        raise ArgumentError(
+            f"budgets must be positive step counts, got '{args.budgets}'",
+            "give step counts like --budgets 20000,200000",
+        )
     given = {
         "value_steps": args.value_steps,
         "policy_steps": args.policy_steps,
@@ -76,10 +110,18 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     settings = {k: v for k, v in given.items() if v is not None}
     if args.fifo_size is not None:
         settings["fifo_size"] = args.fifo_size or None  # 0: keep every transition
-    config = FineTuneConfig.preset(
-        args.preset, budgets=budgets, num_cpus_per_task=args.num_cpus_per_task, **settings
-    )
+    try:
+        config = FineTuneConfig.preset(
+            args.preset, budgets=budgets, num_cpus_per_task=args.num_cpus_per_task, **settings
+        )
+    except ValueError as e:  # FineTuneConfig's own checks
+        raise ArgumentError(f"impossible fine-tuning settings ({e})", "fix the option") from None
     ensure_ray(args.address)
+    check_resources(
+        "each held-out task's fine-tuning actor",
+        [{"CPU": args.num_cpus_per_task}],
+        "lower --num-cpus-per-task to what one node has",
+    )
     algo: Any = open_checkpoint(args.checkpoint)
     try:
         summary = finetune(algo, config)

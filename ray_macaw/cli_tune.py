@@ -30,10 +30,20 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """`ray-macaw report RUN_DIR [--out DIR] [--json]`."""
-    from ray_macaw.report.runs import load_runs
+    import sys
+
+    from ray_macaw.report.runs import load_runs, unfinished_runs
     from ray_macaw.report.summary import format_table, plot_curves, summary_rows
 
     runs = load_runs(args.run_dir)
+    left = unfinished_runs(runs)
+    if left:  # their last evaluation is in the table, but they are not done
+        print(
+            f"warning: {len(left)} trial(s) did not reach stop_meta_steps (interrupted, or "
+            f"stopped early by ASHA): {', '.join(left)}; finish them with `ray-macaw tune "
+            "FILE --resume`",
+            file=sys.stderr,
+        )
     rows = summary_rows(runs)
     out = Path(args.out or args.run_dir)
     png = plot_curves(runs, out / "learning_curves.png", title=Path(args.run_dir).name)

@@ -27,9 +27,18 @@ class RayMacawError(Exception):
         where = f" [{self.path}]" if self.path is not None else ""
         super().__init__(f"{problem}{where}. Fix: {fix}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, Path | None]]:
+        # Pickle by the constructor's arguments (the default passes only str(self)), so the
+        # error crosses a Ray actor or task boundary as itself and the CLI prints one line.
+        return type(self), (self.problem, self.fix, self.path)
+
 
 class UnknownNameError(RayMacawError, ValueError):
     """An unknown family, split, task id or option value."""
+
+
+class ArgumentError(RayMacawError, ValueError):
+    """A command-line argument out of its range."""
 
 
 class DataError(RayMacawError):
@@ -54,6 +63,14 @@ class NonFiniteDataError(DataError):
 
 class SchemaVersionError(DataError):
     """A manifest written by a newer (or unknown) version of the data format."""
+
+
+def recollect_fix(family_dir: Path, task_id: int) -> str:
+    """The fix that collects one task again from scratch (its data is discarded first)."""
+    return (
+        f"re-collect it from scratch: re-run the `ray-macaw collect --family {family_dir.name} "
+        f"--out {family_dir.parent} ...` command that wrote it, adding --recollect {task_id}"
+    )
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -92,7 +92,7 @@ def test_truncated_part_without_verification_is_unreadable(root: Path) -> None:
         TaskDatasets(root).load(0)
     with pytest.raises(DataError, match="not a readable Parquet file") as info:
         TaskDatasets(root, verify=False).load(0)
-    assert "re-run the collection" in str(info.value)
+    assert "--recollect 0" in str(info.value)  # the supported way (issue 19, item 4)
 
 
 def test_missing_column(root: Path) -> None:
@@ -208,8 +208,10 @@ def test_inspect_reports_a_bad_part_and_keeps_going(
 ) -> None:
     path = part_path(root, task_id=1)
     path.write_bytes(path.read_bytes()[:-10])
-    assert main(["dataset", "inspect", str(root), "--json"]) == 0
-    tasks = json.loads(capsys.readouterr().out)["families"][0]["tasks"]
+    assert main(["dataset", "inspect", str(root), "--json"]) == 2  # damage is no success
+    captured = capsys.readouterr()
+    assert "1 task(s) have missing or damaged parts" in captured.err  # issue 19, item 15
+    tasks = json.loads(captured.out)["families"][0]["tasks"]
     assert tasks[0]["checksum"] == "ok" and tasks[0]["mean_return"] is not None
     assert tasks[1]["checksum"] == "mismatch: task_id=1/part-00000.parquet"
 
@@ -219,3 +221,31 @@ def test_empty_task(root: Path) -> None:
     with pytest.raises(DataError, match="Fix:") as error:
         TaskDatasets(root).load(0)
     assert "task 0" in str(error.value) and "rows" in str(error.value)
+
+
+def test_ray_dataset_refuses_non_finite_rows_with_a_matching_checksum(root: Path) -> None:
+    """The sha256 matches (the file was rewritten and recorded), the rows hold NaN: refused
+    before Ray reads them, as `load` does (issue 19, item 16)."""
+    table = pq.read_table(part_path(root))
+    rewards = table.column(S.REWARDS).to_numpy().copy()
+    rewards[2] = np.nan
+    index = table.schema.get_field_index(S.REWARDS)
+    replace_part(root, table.set_column(index, S.REWARDS, pa.array(rewards, pa.float32())))
+    for verify in (True, False):
+        with pytest.raises(NonFiniteDataError, match="column 'rewards' holds 1 NaN"):
+            TaskDatasets(root, verify=verify).ray_dataset(0)
+
+
+def test_inspect_fails_on_missing_parts_and_on_an_empty_directory(
+    root: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dataset inspect` reports everything, then exits 2 when a part is missing; an empty
+    directory is no data root (issue 19, item 15)."""
+    part_path(root, task_id=0).unlink()
+    assert main(["dataset", "inspect", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert "missing: task_id=0/part-00000.parquet" in captured.out
+    assert "task 0 (missing" in captured.err and len(captured.err.splitlines()) == 1
+    empty = tmp_path_factory.mktemp("empty")
+    assert main(["dataset", "inspect", str(empty)]) == 2
+    assert "no family directory with a manifest.json" in capsys.readouterr().err

@@ -97,7 +97,8 @@ def test_walker_params_reward_dynamics_and_termination() -> None:
     env.reset(seed=0)
     inner = env.unwrapped
     assert inner.dt == pytest.approx(0.016)
-    default = mujoco.MjModel.from_xml_path(expand_model_path("walker2d_v5.xml"))
+    default = mujoco.MjModel.from_xml_path(expand_model_path("walker2d.xml"))  # the authors'
+
     for key in ("body_mass", "body_inertia", "dof_damping", "geom_friction"):
         expected = getattr(default, key) * np.asarray(task.params[key])
         np.testing.assert_allclose(getattr(inner.model, key), expected)

@@ -28,6 +28,9 @@ def test_all_six_families_are_registered() -> None:
         "ant-dir",
         "walker-params",
         "ml45",
+        "ml45-goal",  # ML45's goal-observability and stick-goal options (issue 19, item 21)
+        "ml45-fixed-stick",
+        "ml45-authors",
     }
 
 

@@ -42,7 +42,7 @@ def trial_dir(experiment: Path, seed: int) -> Path | None:
     return found[0] if found else None
 
 
-def interrupt_after_first_checkpoint(command: list[str], experiment: Path, log: Path) -> None:
+def interrupt_after_first_checkpoint(command: list[str], experiment: Path, log: Path) -> int:
     """Start the experiment and SIGINT it once seed 1's trial has checkpointed at step 20."""
     with open(log, "w") as out:  # a file, not a pipe: nobody reads a pipe while we poll
         process = subprocess.Popen(command, start_new_session=True, stdout=out, stderr=out)
@@ -57,7 +57,7 @@ def interrupt_after_first_checkpoint(command: list[str], experiment: Path, log: 
             time.sleep(0.05)
         else:
             raise AssertionError("the second trial never checkpointed: " + log.read_text()[-3000:])
-        process.wait(timeout=120)
+        return process.wait(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -68,11 +68,21 @@ def test_interrupted_grid_resumes_and_reports(tmp_path: Path) -> None:
     root, storage = tmp_path / "data", tmp_path / "runs"
     write_root(root, "point-robot", task_ids=(0, 1, 2, 3, 4), episodes=20, rows_per_part=200)
     experiment = storage / "smoke-grid"
-    interrupt_after_first_checkpoint(tune_command(root, storage), experiment, tmp_path / "log")
+    log = tmp_path / "log"
+    code = interrupt_after_first_checkpoint(tune_command(root, storage), experiment, log)
     first, second = trial_dir(experiment, 0), trial_dir(experiment, 1)
     assert first is not None and second is not None
     assert iterations(first) == list(range(1, STOP + 1))
     assert max(iterations(second)) < STOP, "the second trial finished before the interruption"
+    # Not a success: status 2, naming the unfinished trial and --resume (issue 19, item 13).
+    assert code == 2, log.read_text()[-3000:]
+    error = log.read_text().strip().splitlines()[-1]
+    assert f"{second.name} (" in error and f"/{STOP} meta-steps)" in error and "--resume" in error
+    early = subprocess.run(
+        [sys.executable, "-m", "ray_macaw.cli", "report", str(experiment)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert early.returncode == 0 and f"{second.name} (" in early.stderr, early.stderr
 
     refused = subprocess.run(tune_command(root, storage), capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr

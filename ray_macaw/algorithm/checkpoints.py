@@ -9,6 +9,7 @@ docs/security.md.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -61,21 +62,60 @@ def check_compatible(saved: dict[str, Any] | None, algo: Any) -> None:
 
 def open_checkpoint(path: str | Path) -> Any:
     """The `MACAW` or `PEARL` saved at `path` (RLlib records the class), with fix-it errors for
-    paths that are not checkpoints."""
+    paths that are not checkpoints, or incomplete or broken ones."""
     from ray.rllib.algorithms.algorithm import Algorithm
 
-    path = Path(path)
-    if not (path / "rllib_checkpoint.json").is_file():
+    path = Path(path).expanduser().resolve()  # RLlib's pyarrow filesystem wants absolute paths
+    _check_files(path)
+    try:
+        return Algorithm.from_checkpoint(str(path))
+    except RayMacawError:
+        raise
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        AttributeError,
+        ValueError,
+        TypeError,
+        OSError,
+        ImportError,
+    ) as e:
+        raise CheckpointError(
+            f"the checkpoint cannot be read ({type(e).__name__}: {str(e)[:200]})",
+            "it is incomplete or from an incompatible version; use another checkpoint",
+            path,
+        ) from e
+
+
+def _check_files(path: Path) -> None:
+    """The files RLlib reads first: present, and its JSON readable."""
+    meta = path / "rllib_checkpoint.json"
+    if not meta.is_file():
         raise MissingDataError(
             "no checkpoint here (rllib_checkpoint.json is missing)",
             "give the checkpoint directory, e.g. OUT/latest of `ray-macaw train`",
             path,
         )
     try:
-        return Algorithm.from_checkpoint(str(path))
-    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
+        doc = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(
-            f"the checkpoint cannot be read ({type(e).__name__}: {e})",
-            "it is incomplete or from an incompatible version; use another checkpoint",
-            path,
+            f"rllib_checkpoint.json is not valid JSON ({e})",
+            "the checkpoint is damaged; use another one (e.g. OUT/latest.previous)",
+            meta,
         ) from e
+    if not isinstance(doc, dict) or "state_file" not in doc:
+        raise CheckpointError(
+            "rllib_checkpoint.json has no 'state_file'",
+            "the checkpoint is damaged; use another one (e.g. OUT/latest.previous)",
+            meta,
+        )
+    for key in ("state_file", "class_and_ctor_args_file"):
+        name = Path(str(doc.get(key, ""))).name
+        if name and not any((path / f"{name}{ext}").is_file() for ext in ("", ".pkl", ".msgpack")):
+            raise MissingDataError(
+                f"the checkpoint's {key.removesuffix('_file')} file {name} is missing",
+                "the checkpoint is incomplete; use another one (e.g. OUT/latest.previous)",
+                path / name,
+            )

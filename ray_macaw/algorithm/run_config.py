@@ -17,6 +17,7 @@ Unknown keys are refused with a did-you-mean, so a typo never silently falls bac
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,79 @@ def _number(key: str, value: Any, settings: dict[str, Any], path: str | Path | N
     return int(number) if isinstance(default, int) and number.is_integer() else number
 
 
+# Settings whose default is None, with the type they take otherwise.
+OPTIONAL_TYPES: dict[str, str] = {
+    "data_root": "str",
+    "split": "str",
+    "grad_clip_norm": "number",
+    "inner_buffer_stride": "int",
+    "train_tasks": "ints",
+    "test_tasks": "ints",
+}
+OTHER_TYPES = {"seed": "int", "preset": "str", "algorithm": "str"}
+_EXAMPLES = {
+    "int": "an integer such as 5",
+    "number": "a number such as 0.001",
+    "bool": "true or false",
+    "str": "a text value",
+    "ints": "a list of integers such as [0, 1, 2]",
+}
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "number"
+    if isinstance(default, tuple | list):
+        return "ints"
+    return "str"
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is(kind: str, value: Any) -> bool:
+    return {
+        "int": _integer(value),
+        "number": isinstance(value, numbers.Real) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "ints": isinstance(value, list | tuple) and all(_integer(v) for v in value),
+    }[kind]
+
+
+def check_type(key: str, value: Any, default: Any, path: str | Path | None) -> None:
+    """Refuse a value of the wrong YAML type (a list, null, true, 1.5 for an integer...)."""
+    if key == "evaluation_interval":  # RLlib's: None or 0 turn evaluation off
+        kind, optional = "int", True
+    elif key in OPTIONAL_TYPES:
+        kind, optional = OPTIONAL_TYPES[key], True
+    elif key in OTHER_TYPES:
+        kind, optional = OTHER_TYPES[key], False
+    else:
+        kind, optional = _kind(default), False
+    if (value is None and optional) or _is(kind, value):
+        return
+    raise RunConfigError(
+        f"setting '{key}' must be {_EXAMPLES[kind]}{' or null' if optional else ''}, "
+        f"got {value!r} ({type(value).__name__})",
+        f"write e.g. {key}: {_example(key, default, kind)}",
+        path,
+    )
+
+
+def _example(key: str, default: Any, kind: str) -> str:
+    if kind == "ints":
+        return str(list(default)) if default else "[0, 1, 2]"
+    if default is None or key in OTHER_TYPES:
+        return {"int": "1", "number": "1.0", "str": "name", "ints": "[0, 1]"}.get(kind, "1")
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
 def load_run_file(path: str | Path) -> tuple[MACAWConfig, RunOptions]:
     """Read a YAML run file into a MACAWConfig and run options."""
     path = Path(path)
@@ -125,6 +199,17 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
                 path,
             )
     doc = {k: _number(k, v, settings, path) for k, v in doc.items()}
+    for key, value in doc.items():
+        if key in settings or key in OTHER_TYPES or key == "evaluation_interval":
+            check_type(key, value, settings.get(key), path)
+    if (doc.get("evaluation_interval") or 0) < 0:
+        raise RunConfigError(
+            f"evaluation_interval cannot be negative, got {doc['evaluation_interval']}",
+            "set evaluation_interval: 250 (meta-steps between held-out evaluations; 0: none)",
+            path,
+        )
+    if not isinstance(doc.get("out", ""), str):
+        raise RunConfigError("out must be a directory path", "write e.g. out: runs/macaw", path)
     config = config_class()
     if "preset" in doc:  # a Table 4 (PEARL: Table 2) column first; explicit settings override it
         config.preset(doc["preset"])
@@ -138,7 +223,8 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
         config.evaluation(evaluation_interval=doc["evaluation_interval"])
     options = RunOptions(**{k: v for k, v in doc.items() if k in RUN_KEYS})
     for name in ("stop_meta_steps", "checkpoint_every", "log_every"):
-        if not isinstance(getattr(options, name), int) or getattr(options, name) < 1:
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RunConfigError(f"{name} must be a positive integer", f"set {name}: 1000", path)
     return config, options
 

@@ -16,9 +16,11 @@ from ray_macaw.algorithm.config_base import OfflineMetaConfig
 from ray_macaw.algorithm.metrics import EVALUATION_AT_START
 from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithm.run_config import RunConfigError, RunOptions
+from ray_macaw.ownership import OwnerLock
 
 LATEST = "latest"
 METRICS_FILE = "metrics.jsonl"
+OWNER_FILE = ".owner.lock"
 
 
 def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:
@@ -51,21 +53,80 @@ def train(
 ) -> dict[str, Any]:
     """Train until `options.stop_meta_steps`; returns the last result's scalar view.
 
-    With `resume`, continues from `<out>/latest` when it exists (the driver was killed, say).
+    With `resume`, continues from `<out>/latest` when it exists (the driver was killed, say);
+    without it, an `out` that already holds a run is refused, so nothing is overwritten. The
+    run owns `out` until it returns: a second run on it is refused with the first one's name.
     With `progress`, a progress bar replaces the periodic lines (evaluations are still logged).
     """
-    out = Path(options.out)
+    out = Path(options.out).expanduser().resolve()  # RLlib's pyarrow filesystem wants absolute
+    check_output(out, resume)
     out.mkdir(parents=True, exist_ok=True)
+    owner = OwnerLock(
+        out / OWNER_FILE,
+        f"the output directory {out}",
+        "wait for that run to finish or stop it, or give this run its own --out",
+    )
+    try:
+        check_output(out, resume)  # again, now that no other run can be writing it
+        return _train_owned(config, options, out, resume, log, progress)
+    finally:
+        owner.release()
+
+
+def check_run_resources(config: OfflineMetaConfig) -> None:
+    """The inner-loop workers and an evaluation task, held at once, fit the cluster (else
+    `ray.get` on them would wait forever)."""
+    from ray_macaw.ray_setup import check_resources
+
+    workers = int(getattr(config, "num_inner_loop_workers", 0) or 0)
+    worker = {
+        "CPU": float(getattr(config, "num_cpus_per_inner_worker", 0.0)),
+        "GPU": float(getattr(config, "num_gpus_per_inner_worker", 0.0)),
+    }
+    demands = [worker] * workers
+    if config.evaluation_interval:
+        demands.append({"CPU": float(config.eval_num_cpus_per_task)})
+    check_resources(
+        f"{workers} inner-loop worker(s) and an evaluation task",
+        demands,
+        "lower num_inner_loop_workers, num_cpus_per_inner_worker or eval_num_cpus_per_task",
+    )
+
+
+def check_output(out: str | Path, resume: bool) -> None:
+    """Refuse to start a fresh run in a directory that holds one (a checkpoint or a metrics
+    log): it would truncate the log and replace the checkpoint."""
+    out = Path(out).expanduser().resolve()
+    if resume:
+        return
+    found = [n for n in (LATEST, f"{LATEST}.previous", METRICS_FILE) if (out / n).exists()]
+    if found:
+        raise RunConfigError(
+            f"the output directory already holds a run ({', '.join(found)})",
+            "add --resume to continue it, or give this run another --out (or delete the "
+            "directory to start over)",
+            out,
+        )
+
+
+def _train_owned(
+    config: OfflineMetaConfig,
+    options: RunOptions,
+    out: Path,
+    resume: bool,
+    log: Any,
+    progress: bool,
+) -> dict[str, Any]:
     latest = out / LATEST
     algo: OfflineMetaAlgorithm
     checkpoint = _last_checkpoint(out) if resume else None
+    check_run_resources(config)
     if checkpoint is not None:
-        algo = config.algo_class.from_checkpoint(str(checkpoint))  # type: ignore[union-attr]
-        _check_same_run(algo, config, checkpoint)
+        algo = _restore(config, checkpoint, log)
         log(f"resumed from {checkpoint} at meta-step {algo.num_meta_steps}")
     else:
         algo = config.build_algo()  # type: ignore[assignment]
-    # Rows a dead run wrote after its last checkpoint are redone; a fresh run starts a new log.
+    # Rows a dead run wrote after its last checkpoint are redone.
     _truncate_metrics(out / METRICS_FILE, algo.num_meta_steps)
     bar = tqdm(
         total=options.stop_meta_steps,
@@ -102,7 +163,15 @@ def train(
         bar.close()
         algo.stop()
     log(f"done: {algo.num_meta_steps} meta-steps; checkpoint {latest}")
-    return {**view, "checkpoint": str(latest), "inner_worker_nodes": nodes}
+    from ray_macaw.tasks import get_task_family
+
+    environment = get_task_family(config.family, seed=config.family_seed).environment()
+    return {
+        **view,
+        "checkpoint": str(latest),
+        "inner_worker_nodes": nodes,
+        "environment": environment,
+    }
 
 
 def save_checkpoint(algo: OfflineMetaAlgorithm, out: Path) -> Path:
@@ -118,6 +187,40 @@ def save_checkpoint(algo: OfflineMetaAlgorithm, out: Path) -> Path:
     os.replace(staging, latest)
     shutil.rmtree(previous, ignore_errors=True)
     return latest
+
+
+def _restore(config: OfflineMetaConfig, checkpoint: Path, log: Any) -> OfflineMetaAlgorithm:
+    """The algorithm saved at `checkpoint`, as the class that wrote it (so a checkpoint of
+    another algorithm reaches the same-run check instead of failing inside RLlib); settings
+    that differ from the run file's are named in a warning (the checkpoint's are kept)."""
+    from ray_macaw.algorithm.checkpoints import open_checkpoint
+
+    algo = open_checkpoint(checkpoint)
+    _check_same_run(algo, config, checkpoint)
+    changed = changed_settings(algo.config, config)
+    if changed:
+        log(
+            f"warning: the run file's settings differ from the checkpoint's ({'; '.join(changed)});"
+            " the resumed run keeps the checkpoint's settings (give a new --out to use the new "
+            "ones)"
+        )
+    return algo
+
+
+def changed_settings(saved: OfflineMetaConfig, wanted: OfflineMetaConfig) -> list[str]:
+    """'name A (checkpoint) -> B (run file)' for each setting, the seed and the evaluation
+    interval that differ."""
+
+    def value(config: OfflineMetaConfig, name: str) -> Any:
+        v = getattr(config, name, None)
+        return list(v) if isinstance(v, tuple) else v
+
+    names = [*type(wanted).settings(), "seed", "evaluation_interval"]
+    return [
+        f"{n} {value(saved, n)!r} (checkpoint) -> {value(wanted, n)!r} (run file)"
+        for n in names
+        if value(saved, n) != value(wanted, n)
+    ]
 
 
 def _check_same_run(

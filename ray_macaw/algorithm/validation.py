@@ -59,6 +59,13 @@ def _check_numbers(config: MACAWConfig) -> None:
                 f"{name} must be positive, got {getattr(config, name)}",
                 f"set a positive {name} in .training() / .evaluation()",
             )
+    interval = config.evaluation_interval
+    if not (interval is None or (isinstance(interval, int) and interval >= 0)):
+        raise MACAWConfigError(
+            f"evaluation_interval must be a non-negative integer, got {interval!r}",
+            "set .evaluation(evaluation_interval=250) (meta-steps between held-out "
+            "evaluations; 0 or None: none)",
+        )
     stride = config.inner_buffer_stride
     if stride is not None and not (isinstance(stride, int) and stride > 0):
         raise MACAWConfigError(

@@ -18,9 +18,16 @@ import ray
 from tqdm import tqdm
 
 from ray_macaw.data.collect_config import CollectConfig, parse_tasks
-from ray_macaw.data.collector import CollectorActor, completed_tasks, open_writer
+from ray_macaw.data.collector import (
+    CollectorActor,
+    completed_tasks,
+    discard_task,
+    open_writer,
+    task_owner_locks,
+)
 from ray_macaw.errors import RayMacawError
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.ownership import owning
+from ray_macaw.ray_setup import check_resources, ensure_ray
 from ray_macaw.shared_storage import check_shared
 from ray_macaw.tasks import get_task_family
 
@@ -97,27 +104,52 @@ class _Display:
 
 
 def collect(
-    config: CollectConfig, *, address: str | None = None, show_progress: bool = True
+    config: CollectConfig,
+    *,
+    address: str | None = None,
+    show_progress: bool = True,
+    recollect: str | None = None,
 ) -> dict[str, Any]:
     """Collect every selected task's lifetime buffer under `config.root`.
+
+    The command owns each task it collects until it returns (a second collection of the same
+    task is refused with the name of the running one).
+
+    Args:
+        config: The collection settings.
+        address: Ray cluster address (default: RAY_ADDRESS, else a local Ray).
+        show_progress: Progress bars.
+        recollect: Tasks ('3', '0-2,7', 'all') whose data is discarded and collected again from
+            scratch, finished or not; they are added to `config.tasks`.
 
     Returns:
         {"family", "root", "collected": {task_id: result}, "skipped": [...], "seconds"}.
 
     Raises:
-        RayMacawError: Bad settings, a root written with other settings, or a task whose actor
-            died more than `max_retries` times (what was written so far is kept).
+        RayMacawError: Bad settings, a root written with other settings, a task another
+            command is collecting, or a task whose actor died more than `max_retries` times
+            (what was written so far is kept).
     """
     config = config.resolved()
     family = get_task_family(config.family, seed=config.family_seed)
-    task_ids = parse_tasks(config.tasks, family, config.split)
+    again = parse_tasks(recollect, family, config.split) if recollect else []
+    task_ids = sorted(set(parse_tasks(config.tasks, family, config.split)) | set(again))
     env = family.make_env(task_ids[0])
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]  # type: ignore[index]
     open_writer(config, family, obs_dim, act_dim)  # refuses a root written with other settings
-    finished = completed_tasks(config.root, family.name)
-    todo = [t for t in task_ids if t not in finished]
+    unfinished = [
+        t for t in task_ids if t in again or t not in completed_tasks(config.root, family.name)
+    ]
     started = time.monotonic()
-    collected = _run_actors(config, todo, obs_dim, act_dim, address, show_progress) if todo else {}
+    with owning(task_owner_locks(config.root, family.name, unfinished)):
+        for task_id in again:
+            discard_task(config.root, family.name, task_id)
+        # Read again under ownership: another command may have finished a task meanwhile.
+        finished = completed_tasks(config.root, family.name)
+        todo = [t for t in task_ids if t not in finished]
+        collected = (
+            _run_actors(config, todo, obs_dim, act_dim, address, show_progress) if todo else {}
+        )
     return {
         "family": family.name,
         "root": str(Path(config.root) / family.name),
@@ -136,6 +168,12 @@ def _run_actors(
     show_progress: bool,
 ) -> dict[int, dict[str, Any]]:
     ensure_ray(address)
+    check_resources(
+        "each collector actor",
+        [{"CPU": config.num_cpus_per_task, "GPU": config.num_gpus_per_task}],
+        "lower --num-cpus-per-task / --num-gpus-per-task to what one node has",
+        log=print,
+    )
     check_shared(config.root)  # every actor writes its task's parts under ROOT
     limit = config.max_concurrent or len(todo)
     pending = deque((task_id, 0) for task_id in todo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +22,8 @@ DEFAULT_STEPS = {
     "walker-params": 1_000_000,
     "point-robot": 3_000,
 }
+for _variant in ("ml45-goal", "ml45-fixed-stick", "ml45-authors"):  # ML45's options
+    DEFAULT_STEPS[_variant] = DEFAULT_STEPS["ml45"]
 # SAC everywhere but Cheetah-Vel, where the paper used TD3 "as it proved more stable".
 DEFAULT_ALGO = {"cheetah-vel": "td3"}
 
@@ -81,6 +84,8 @@ class CollectConfig:
         unknown = sorted(set(self.hyperparameters) - set(defaults))
         if unknown:
             raise unknown_name(f"{algo} hyperparameter", unknown[0], defaults)
+        for key, value in self.hyperparameters.items():
+            _check_hyperparameter(algo, key, value, defaults[key])
         config = replace(
             self,
             algo=algo,
@@ -120,6 +125,39 @@ class CollectConfig:
     def task_seed(self, task_id: int) -> int:
         """A task's seed, derived from (seed, task id)."""
         return int(np.random.SeedSequence([self.seed, task_id]).generate_state(1)[0])
+
+
+# Behaviour settings that may be zero or negative (SB3: gradient_steps -1 = as many as steps).
+_MAY_BE_ZERO = {"learning_starts", "tau", "gamma", "ent_coef", "action_noise_sigma"}
+_IN_UNIT = {"tau", "gamma"}
+
+
+def _check_hyperparameter(algo: str, key: str, value: Any, default: Any) -> None:
+    """Refuse a `--set` value of the wrong type or range before it reaches the manifest."""
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    number = integer or isinstance(value, float)
+    if isinstance(default, list):
+        ok = isinstance(value, list) and bool(value)
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        minimum = -1 if key == "gradient_steps" else 0
+        ok = integer and value >= minimum
+    elif isinstance(default, float):
+        ok = number and value >= 0
+    else:  # a string setting (ent_coef 'auto_0.1' may also be a number)
+        ok = isinstance(value, str) or (number and value >= 0)
+    if ok and number and key not in _MAY_BE_ZERO and key != "gradient_steps":
+        ok = value > 0
+    if ok and key in _IN_UNIT:
+        ok = 0 <= value <= 1
+    if not ok:
+        example = json.dumps(default).replace(" ", "")
+        raise CollectConfigError(
+            f"{algo} hyperparameter {key}={json.dumps(value)} is not a valid value",
+            f"give e.g. --set {key}={example} (the default)",
+        )
 
 
 def parse_tasks(spec: str, family: TaskFamily, split: str | None = None) -> list[int]:

@@ -6,6 +6,7 @@ a second thread for progress queries.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from collections import deque
@@ -26,16 +27,17 @@ from ray_macaw.data.behaviour import (
     save_checkpoint,
 )
 from ray_macaw.data.collect_config import CollectConfig
-from ray_macaw.data.curves import summarise, write_curve
+from ray_macaw.data.curves import curve_paths, summarise, write_curve
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.data.episodes import EpisodeRecorder
-from ray_macaw.data.manifest import Manifest, PartRecord
-from ray_macaw.data.shards import DatasetWriter
-from ray_macaw.errors import MissingDataError
+from ray_macaw.data.manifest import Manifest, PartRecord, TaskRecord, update_manifest
+from ray_macaw.data.shards import DatasetWriter, task_dir_name
+from ray_macaw.errors import MissingDataError, recollect_fix
 from ray_macaw.tasks import TaskFamily, get_task_family
 
 AGENTS_DIR = "_agents"  # leading underscore: skipped by pyarrow's dataset discovery
+OWNERS_DIR = "_owners"  # one lock file per task, held by the command collecting it
 RECENT_EPISODES = 10
 KEEP_CHECKPOINTS = 2
 
@@ -175,7 +177,8 @@ class TaskCollection:
         if not usable:
             raise MissingDataError(
                 f"task {self.task_id} has {rows} rows but no agent checkpoint to resume from",
-                f"restore {self.agent_dir}, or delete the task's data to collect it from scratch",
+                f"restore {self.agent_dir}, or "
+                + recollect_fix(self.dataset.family_dir, self.task_id),
                 self.agent_dir,
             )
         return usable[-1]
@@ -239,3 +242,31 @@ def completed_tasks(root: str, family: str) -> set[int]:
     """Ids of the tasks the manifest marks complete."""
     manifest = Manifest.load(Path(root) / family)
     return {k for k, record in manifest.tasks.items() if record.complete}
+
+
+def task_owner_locks(root: str, family: str, task_ids: list[int]) -> list[tuple[Path, str, str]]:
+    """The `(lock file, what, fix)` of each task, for `ownership.owning`."""
+    family_dir = Path(root) / family
+    fix = (
+        "wait for that command to finish, or stop it (the Ray actors of a killed command stop a "
+        "few seconds after it), then re-run this one: it resumes from the last complete part"
+    )
+    return [
+        (family_dir / OWNERS_DIR / f"task_id={t}.lock", f"task {t} of {family_dir}", fix)
+        for t in task_ids
+    ]
+
+
+def discard_task(root: str, family: str, task_id: int) -> None:
+    """Forget a task's data (manifest first, so no reader is sent to a deleted file), then delete
+    its parts, agent checkpoints and curve; call while owning the task."""
+    family_dir = Path(root) / family
+
+    def reset(manifest: Manifest) -> None:
+        manifest.tasks[task_id] = TaskRecord(task_id, manifest.tasks[task_id].params)
+
+    update_manifest(family_dir, reset)
+    shutil.rmtree(family_dir / task_dir_name(task_id), ignore_errors=True)
+    shutil.rmtree(family_dir / AGENTS_DIR / f"task_id={task_id}", ignore_errors=True)
+    for path in curve_paths(family_dir, task_id):
+        path.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from ray_macaw.errors import (
     DataError,
     MissingDataError,
     NonFiniteDataError,
+    recollect_fix,
     unknown_name,
 )
 
@@ -92,18 +93,20 @@ class TaskDatasets:
             if not path.is_file():
                 raise MissingDataError(
                     "a part listed in the manifest is missing",
-                    "restore the file, or re-run the collection for this task into a new root",
+                    f"restore the file, or {recollect_fix(self.family_dir, task_id)}",
                     path,
                 )
         return paths
 
     def ray_dataset(self, task_id: int) -> ray.data.Dataset:
-        """The task's rows as a `ray.data.Dataset` (parts verified first when `verify`)."""
+        """The task's rows as a `ray.data.Dataset`; every part is checked first (sha256 when
+        `verify`, schema, no NaN or inf)."""
         import ray.data
 
-        if self.verify:
-            for part in self.task_record(task_id).parts:
-                self.read_part(part, columns=[S.TASK_ID])
+        # Every part is read once first: its checksum (when `verify`), schema and the finiteness
+        # of its float columns, as `load` checks them (the rows Ray reads are the same bytes).
+        for part in self.task_record(task_id).parts:
+            self.read_part(part, columns=[S.TASK_ID, *S.FLOAT_COLUMNS])
         paths = [str(p) for p in self.part_paths(task_id)]
         # The task id is a stored column; reading the directory name as a hive partition would
         # add it a second time.
@@ -136,7 +139,7 @@ class TaskDatasets:
         if not path.is_file():
             raise MissingDataError(
                 "a part listed in the manifest is missing",
-                "restore the file, or re-run the collection for this task into a new root",
+                f"restore the file, or {self._recollect(part)}",
                 path,
             )
         data = path.read_bytes()
@@ -145,32 +148,41 @@ class TaskDatasets:
         ).hexdigest() != part.sha256:
             raise ChecksumError(
                 "part's sha256 does not match the manifest (changed or truncated after writing)",
-                "restore the part from a backup or re-collect the task; pass verify=False only "
-                "if you changed it on purpose",
+                f"restore the part from a backup, or {self._recollect(part)}; pass "
+                "verify=False only if you changed it on purpose",
                 path,
             )
         try:
             parquet = pq.ParquetFile(pa.BufferReader(data))
-            S.check_schema(parquet.schema_arrow, self.schema, path)
+            S.check_schema(parquet.schema_arrow, self.schema, path, self._recollect(part))
             table = parquet.read(columns=list(columns) if columns is not None else None)
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(
                 f"part is not a readable Parquet file ({e})",
-                "delete it and re-run the collection (it resumes from the last complete part), "
-                "or restore it from a backup",
+                f"restore it from a backup, or {self._recollect(part)}",
                 path,
             ) from e
-        check_finite(table, path)
+        check_finite(table, path, self._recollect(part))
         return table
+
+    def _recollect(self, part: PartRecord) -> str:
+        """The re-collect fix for the task a part belongs to ('task_id=<k>/part-...')."""
+        task = part.file.split("/", 1)[0].partition("=")[2]
+        return recollect_fix(self.family_dir, int(task) if task.isdigit() else -1)
 
     def _check_rows(self, table: pa.Table, task_id: int) -> None:
         if table.num_rows == 0:
-            raise DataError(f"task {task_id} has no rows", "re-collect the task", self.family_dir)
+            raise DataError(
+                f"task {task_id} has no rows",
+                recollect_fix(self.family_dir, task_id),
+                self.family_dir,
+            )
         ids = pc.unique(table.column(S.TASK_ID)).to_pylist()
         if ids != [task_id]:
             raise DataError(
                 f"rows of task {task_id} carry task_id values {ids}",
-                "the parts were moved between task directories; move them back or re-collect",
+                "the parts were moved between task directories; move them back, or "
+                + recollect_fix(self.family_dir, task_id),
                 self.family_dir / f"{S.TASK_ID}={task_id}",
             )
 
@@ -181,7 +193,7 @@ class TaskDatasets:
         return inspect_family(self)
 
 
-def check_finite(table: pa.Table, path: Path) -> None:
+def check_finite(table: pa.Table, path: Path, recollect: str = "re-collect the task") -> None:
     """Raise `NonFiniteDataError` if any float column of `table` holds NaN or inf."""
     for name in S.FLOAT_COLUMNS:
         if name not in table.column_names:
@@ -194,7 +206,7 @@ def check_finite(table: pa.Table, path: Path) -> None:
         if not finite.all():
             raise NonFiniteDataError(
                 f"column '{name}' holds {int((~finite).sum())} NaN or inf values",
-                "re-collect the task (the behaviour policy or environment diverged), or drop "
-                "the bad episodes before training",
+                f"{recollect} (the behaviour policy or environment diverged), or drop the bad "
+                "episodes before training",
                 path,
             )

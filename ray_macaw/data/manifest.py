@@ -71,6 +71,8 @@ class Manifest:
     collector: dict[str, Any] = field(default_factory=dict)
     seeds: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+    # The family's model, library and reward versions and options (TaskFamily.environment).
+    environment: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -91,13 +93,21 @@ class Manifest:
                 "the Parquet parts themselves are untouched",
                 path,
             ) from e
+        if not isinstance(doc, dict):
+            raise SchemaError(
+                f"manifest must be a JSON object, got {type(doc).__name__}",
+                "restore the file from a backup or re-collect into a new root",
+                path,
+            )
         check_version(doc, path)
         try:
             tasks = {
                 int(k): TaskRecord(**{**v, "parts": [PartRecord(**p) for p in v.get("parts", [])]})
                 for k, v in doc.pop("tasks").items()
             }
-            return cls(**doc, tasks=tasks)
+            manifest = cls(**doc, tasks=tasks)
+            check_fields(manifest, path)
+            return manifest
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SchemaError(
                 f"manifest has missing or unexpected fields ({e})",
@@ -120,6 +130,37 @@ class Manifest:
     def save(self, family_dir: Path) -> None:
         """Write atomically (temporary file, then rename)."""
         atomic_write_bytes(family_dir / MANIFEST_NAME, self.to_json().encode())
+
+
+_PART_FIELDS = {"file": str, "rows": int, "episodes": int, "sha256": str, "first_step": int}
+
+
+def check_fields(manifest: Manifest, path: Path) -> None:
+    """Field types a JSON manifest could get wrong, and part paths confined to the family
+    directory (no absolute path, no '..'), so a manifest never makes ray-macaw read elsewhere.
+
+    Raises:
+        TypeError: A field of the wrong type (reported as a `SchemaError` by `from_json`).
+        SchemaError: A part path outside the family directory.
+    """
+    for name in ("obs_dim", "act_dim", "family_seed"):
+        if type(getattr(manifest, name)) is not int:
+            raise TypeError(f"'{name}' must be an integer")
+    for task_id, task in manifest.tasks.items():
+        if not isinstance(task.parts, list) or not isinstance(task.complete, bool):
+            raise TypeError(f"task {task_id}: 'parts' must be a list and 'complete' a boolean")
+        for part in task.parts:
+            for name, kind in _PART_FIELDS.items():
+                if type(getattr(part, name)) is not kind:
+                    raise TypeError(f"task {task_id}: part '{name}' must be {kind.__name__}")
+            relative = Path(part.file)
+            if relative.is_absolute() or ".." in relative.parts:
+                raise SchemaError(
+                    f"task {task_id} lists a part outside the family directory: '{part.file}'",
+                    "part paths must be relative to the family directory (task_id=<k>/...); "
+                    "restore the manifest from a backup",
+                    path,
+                )
 
 
 def check_version(doc: dict[str, Any], path: Path) -> None:

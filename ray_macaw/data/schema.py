@@ -77,7 +77,12 @@ def arrow_schema(obs_dim: int, act_dim: int) -> pa.Schema:
     )
 
 
-def check_schema(actual: pa.Schema, expected: pa.Schema, path: str | Path) -> None:
+def check_schema(
+    actual: pa.Schema,
+    expected: pa.Schema,
+    path: str | Path,
+    recollect: str = "re-collect this task",
+) -> None:
     """Raise `SchemaError` naming every missing or mistyped column of a part file."""
     problems = []
     for field in expected:
@@ -92,7 +97,7 @@ def check_schema(actual: pa.Schema, expected: pa.Schema, path: str | Path) -> No
         raise SchemaError(
             "part file does not match the ray-macaw data schema v"
             f"{SCHEMA_VERSION}: " + "; ".join(problems),
-            "re-collect this task, or convert the file with the column names and types listed "
-            "in docs/data-format.md",
+            f"{recollect}, or convert the file with the column names and types listed in "
+            "docs/data-format.md",
             path,
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,6 +21,8 @@ from ray_macaw.data.atomic import atomic_write_bytes, file_lock
 from ray_macaw.data.manifest import LOCK_NAME, Manifest, PartRecord, TaskRecord, update_manifest
 from ray_macaw.data.returns import EpisodeReturns, episode_returns
 from ray_macaw.errors import DataError, NonFiniteDataError
+
+
 from ray_macaw.tasks.base import TaskFamily
 
 DEFAULT_ROWS_PER_PART = 100_000
@@ -39,6 +43,10 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+class ConcurrentWriteError(DataError):
+    """Two writers appended to one task; the second one's part was refused."""
 
 
 @dataclass
@@ -104,6 +112,7 @@ class DatasetWriter:
             collector=json.loads(json.dumps(dict(collector or {}))),
             seeds=json.loads(json.dumps(dict(seeds or {}))),
             library_versions=library_versions(),
+            environment=json.loads(json.dumps(family.environment())),
         )
         try:
             self.family_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +162,7 @@ def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) ->
         "gamma",
         "bootstrap_after_termination",
         "collector",
+        "environment",
     )
     old = _flatten({k: getattr(existing, k) for k in keys})
     new = _flatten({k: getattr(wanted, k) for k in keys})
@@ -294,17 +304,31 @@ class TaskWriter:
                 )
 
     def flush(self) -> PartRecord | None:
-        """Write pending episodes as one part and record it in the manifest."""
+        """Write pending episodes as one part and record it in the manifest.
+
+        The part is written under a name of its own, then renamed into place and recorded under
+        the manifest's lock, only if the task still ends where this writer started it (so a
+        second writer of the task, e.g. a killed command's leftover actor, can never interleave
+        or duplicate rows: its append is refused and nothing it wrote is recorded).
+
+        Raises:
+            ConcurrentWriteError: Another writer appended to the task since this one opened it.
+        """
         if self._pending.rows == 0:
             return None
         table = self._pending_table()
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         data = sink.getvalue().to_pybytes()
-        task_dir = self.parent.family_dir / task_dir_name(self.task_id)
+        family_dir = self.parent.family_dir
         relative = f"{task_dir_name(self.task_id)}/part-{self.next_part:05d}.parquet"
-        task_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.parent.family_dir / relative, data)
+        final = family_dir / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged = final.with_name(f".{final.name}.{uuid.uuid4().hex}.staged")
+        try:
+            atomic_write_bytes(staged, data)
+        except DataError as e:  # name the part, not its staging name
+            raise DataError(e.problem.replace(staged.name, final.name), e.fix, final) from e
         part = PartRecord(
             file=relative,
             rows=table.num_rows,
@@ -312,12 +336,34 @@ class TaskWriter:
             sha256=hashlib.sha256(data).hexdigest(),
             first_step=int(table.column(S.STEP)[0].as_py()),
         )
-        if self.before_record is not None:
-            self.before_record(part)
-        update_manifest(self.parent.family_dir, lambda m: m.tasks[self.task_id].parts.append(part))
+        try:
+            self._check_appends(Manifest.load(family_dir), part)  # before the agent checkpoint
+            if self.before_record is not None:
+                self.before_record(part)
+            update_manifest(family_dir, lambda m: self._record(m, part, staged, final))
+        finally:
+            staged.unlink(missing_ok=True)
         self.next_part += 1
         self._pending = _Pending()
         return part
+
+    def _check_appends(self, manifest: Manifest, part: PartRecord) -> None:
+        record = manifest.tasks[self.task_id]
+        if part.first_step != record.rows or len(record.parts) != self.next_part:
+            raise ConcurrentWriteError(
+                f"another writer appended to task {self.task_id} while this one was writing: "
+                f"the task now holds {record.rows} rows in {len(record.parts)} parts, this part "
+                f"starts at step {part.first_step}; the part was not recorded",
+                "run one collection per task at a time; re-running the command resumes from "
+                "the task's last complete part",
+                self.parent.family_dir / task_dir_name(self.task_id),
+            )
+
+    def _record(self, manifest: Manifest, part: PartRecord, staged: Path, final: Path) -> None:
+        """Under the manifest lock: check, move the part into place, list it."""
+        self._check_appends(manifest, part)
+        os.replace(staged, final)
+        manifest.tasks[self.task_id].parts.append(part)
 
     def _pending_table(self) -> pa.Table:
         arrays = []

@@ -36,6 +36,8 @@ class Run:
     post: list[float] = field(default_factory=list)  # ... and after
     finetune: dict[str, Any] | None = None
     error: bool = False
+    progress: int = 0  # last meta-step reported
+    stop: int | None = None  # the experiment's stop_meta_steps, when its spec file says
 
     @property
     def evaluated(self) -> bool:
@@ -60,6 +62,7 @@ def load_runs(path: str | Path) -> list[Run]:
             path,
         )
     params = {t: json.loads((t / "params.json").read_text()) for t in trials}
+    spec = yaml.safe_load((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).exists() else {}
     varied = _varied_keys(path, list(params.values()))
     runs = []
     for trial in trials:
@@ -72,10 +75,21 @@ def load_runs(path: str | Path) -> list[Run]:
             _add_point(run, result.get("evaluation"), step)
         last = rows[max(k for k in rows if k is not None)] if rows else {}
         run.error = (trial / "error.txt").exists() and not last.get("done", False)
+        run.progress = int(last.get("training_iteration") or 0)
+        run.stop = (spec or {}).get("stop_meta_steps")
         if (trial / FINETUNE_FILE).exists():
             run.finetune = json.loads((trial / FINETUNE_FILE).read_text())
         runs.append(run)
     return runs
+
+
+def unfinished_runs(runs: list[Run]) -> list[str]:
+    """'NAME (19/60 meta-steps)' for each trial short of its experiment's stop_meta_steps."""
+    return [
+        f"{r.name} ({r.progress}/{r.stop} meta-steps)"
+        for r in runs
+        if r.stop is not None and r.progress < r.stop and not r.error
+    ]
 
 
 def _train_run(path: Path) -> Run:

@@ -145,6 +145,11 @@ class TaskFamily(ABC):
             env = OneHotTaskObservation(env, task.id, self.num_tasks)
         return TimeLimit(env, max_episode_steps or self.max_episode_steps)
 
+    def environment(self) -> dict[str, Any]:
+        """What shapes the family's dynamics beyond its task parameters (model file, library
+        and reward versions, options), recorded in every manifest; must match on resume."""
+        return {}
+
     def describe(self, split: str | None = None) -> dict[str, Any]:
         """The JSON document printed by `ray-macaw tasks`."""
         chosen = self.split(split)

@@ -6,7 +6,12 @@ from ray_macaw.errors import unknown_name
 from ray_macaw.tasks.ant_dir import AntDirFamily
 from ray_macaw.tasks.base import TaskFamily
 from ray_macaw.tasks.cheetah import CheetahDirFamily, CheetahVelFamily
-from ray_macaw.tasks.metaworld_ml45 import ML45Family
+from ray_macaw.tasks.metaworld_ml45 import (
+    ML45AuthorsFamily,
+    ML45FixedStickFamily,
+    ML45Family,
+    ML45GoalFamily,
+)
 from ray_macaw.tasks.point_robot import PointRobotFamily
 from ray_macaw.tasks.walker_params import WalkerParamsFamily
 
@@ -19,6 +24,9 @@ FAMILIES: dict[str, type[TaskFamily]] = {
         AntDirFamily,
         WalkerParamsFamily,
         ML45Family,
+        ML45GoalFamily,
+        ML45FixedStickFamily,
+        ML45AuthorsFamily,
     )
 }
 

@@ -1,8 +1,11 @@
 """Walker-Params: Walker2d with 50 seeded dynamics sets (spec §8.4, appendix D.1).
 
-rand_param_envs needs MuJoCo 1.31; this family re-creates it on the Walker2d-v5 model and the
-`mujoco` bindings. Each element of body_mass, body_inertia and geom_friction is scaled by 1.5^u and
-each element of dof_damping by 1.3^u, u ~ U(-3, 3) (log-uniform, rand_param_envs/base.py:79-107).
+rand_param_envs needs MuJoCo 1.31; this family re-creates it with the `mujoco` bindings on
+gymnasium's `walker2d.xml` (the v2-v4 model), whose feet have friction 0.9 (right) and 1.9 (left)
+as the authors' model does; the v5 model has 1.9 on both feet (the right foot's friction 2.1x
+theirs before the per-task scaling). The timestep stays overridden (below). Each element of
+body_mass, body_inertia and geom_friction is scaled by 1.5^u and each element of dof_damping by
+1.3^u, u ~ U(-3, 3) (log-uniform, rand_param_envs/base.py:79-107).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ray_macaw.tasks.base import Split, Task, TaskFamily, complement
 
 NUM_TASKS = 50
 TEST_TASKS = (2, 12, 15, 39, 43)
-MODEL_FILE = "walker2d_v5.xml"
+MODEL_FILE = "walker2d.xml"  # right foot 0.9, left 1.9: the authors' frictions
 OBS_DIM = 17
 # Spec §8.4: RandomEnv hard-codes frame_skip 4 on a 0.004 s timestep, so dt = 0.016.
 FRAME_SKIP = 4
@@ -113,3 +116,7 @@ class WalkerParamsFamily(TaskFamily):
 
     def _make_task_env(self, task: Task) -> gym.Env:
         return WalkerParamsEnv(task.params)
+
+    def environment(self) -> dict[str, Any]:
+        """The model file and the timestep override, recorded in manifests."""
+        return {"model": MODEL_FILE, "timestep": TIMESTEP, "frame_skip": FRAME_SKIP}

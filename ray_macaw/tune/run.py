@@ -150,7 +150,7 @@ def run_tune(
         _save_spec(spec, path)
     results = tuner.fit()
     trials = []
-    for result in (results[i] for i in range(len(results))):
+    for i, result in enumerate(results[i] for i in range(len(results))):
         metrics = result.metrics or {}
         trial = {
             "trial_dir": str(result.path),
@@ -158,6 +158,7 @@ def run_tune(
             "meta_steps": metrics.get("training_iteration"),
             "held_out": metrics.get("held_out"),
             "checkpoint": None if result.checkpoint is None else result.checkpoint.path,
+            "status": _status(results, i),
         }
         finished = metrics.get("training_iteration") == spec.stop_meta_steps
         if spec.finetune is not None and result.error is None and finished:
@@ -172,7 +173,42 @@ def run_tune(
             "(finished trials are kept)",
             path,
         )
+    _check_finished(spec, trials, path)
     return {"experiment": path, "trials": trials}
+
+
+def _status(results: Any, index: int) -> str | None:
+    """Tune's status of a trial (TERMINATED, PAUSED, PENDING, ...), when the result grid says."""
+    analysis = getattr(results, "_experiment_analysis", None)
+    found = getattr(analysis, "trials", None) or []
+    return str(found[index].status) if index < len(found) else None
+
+
+def unfinished(trials: list[dict[str, Any]], stop: int, early_stopping: bool) -> list[str]:
+    """'NAME (19/60 meta-steps)' for each trial that ended without error before `stop`; with an
+    early-stopping scheduler (ASHA), only those Tune did not terminate itself."""
+    names = []
+    for trial in trials:
+        steps = trial["meta_steps"] or 0
+        if trial["error"] is not None or steps >= stop:
+            continue
+        if early_stopping and trial.get("status") == "TERMINATED":
+            continue  # stopped by ASHA: a result, not an interruption
+        names.append(f"{Path(str(trial['trial_dir'])).name} ({steps}/{stop} meta-steps)")
+    return names
+
+
+def _check_finished(spec: TuneSpec, trials: list[dict[str, Any]], path: str) -> None:
+    """An interrupted experiment is no success: name the unfinished trials and the fix."""
+    left = unfinished(trials, spec.stop_meta_steps, spec.scheduler.type == "asha")
+    if left:
+        raise TrialsFailedError(
+            f"{len(left)} of {len(trials)} trials did not reach stop_meta_steps: "
+            + ", ".join(left),
+            "re-run the same `ray-macaw tune` command with --resume to finish them from their "
+            "checkpoints (finished trials are kept)",
+            path,
+        )
 
 
 def _warn_if_changed(spec: TuneSpec, path: str, log: Any) -> None:

@@ -263,7 +263,7 @@ def spec_from_dict(doc: dict[str, Any], path: Path, overrides: dict[str, Any]) -
         config=config,
         variants=variants,
         search=search,
-        seeds=tuple(int(s) for s in _as_list(doc.get("seeds", [0]))),
+        seeds=_seeds(doc.get("seeds", [0]), path),
         num_samples=doc.get("num_samples", 1),
         stop_meta_steps=doc.get("stop_meta_steps", TuneSpec.stop_meta_steps),
         checkpoint_every=doc.get("checkpoint_every", TuneSpec.checkpoint_every),
@@ -276,6 +276,15 @@ def spec_from_dict(doc: dict[str, Any], path: Path, overrides: dict[str, Any]) -
     )
     _check_counts(spec, path)
     return spec
+
+
+def _seeds(value: Any, path: Path) -> tuple[int, ...]:
+    seeds = _as_list(value)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise RunConfigError(
+            f"seeds must be integers, got {value!r}", "write e.g. seeds: [0, 1, 2]", path
+        )
+    return tuple(seeds)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -336,11 +345,11 @@ def _float(value: Any, key: str, path: Path) -> float:
 def _check_counts(spec: TuneSpec, path: Path) -> None:
     for name in ("num_samples", "stop_meta_steps", "checkpoint_every"):
         value = getattr(spec, name)
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RunConfigError(
                 f"{name} must be a positive integer, got {value!r}", "fix it", path
             )
-    if spec.max_failures < -1:
+    if not isinstance(spec.max_failures, int) or spec.max_failures < -1:
         raise RunConfigError("max_failures must be >= -1 (-1: retry forever)", "fix it", path)
     if not spec.seeds:
         raise RunConfigError("seeds is empty", "give at least one seed, e.g. seeds: [0]", path)
