@@ -46,6 +46,7 @@ def test_train_resume_names_each_changed_setting(
     assert "stop_meta_steps" not in warning  # a run option, which --resume does apply
 
 
+@pytest.mark.slow  # ~3 min; the append check of item 1 (test_data_safety) is what proves the fix
 def test_the_run_after_a_killed_collect_never_mixes_its_rows(tmp_path: Path) -> None:
     """SIGKILL only the driver of `collect` (its actors keep writing for a few seconds), then
     re-run at once: every run ends in success or a one-line refusal, and the task ends with
