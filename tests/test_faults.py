@@ -39,7 +39,8 @@ def config(root: str, workers: int = 0, **training: object) -> MACAWConfig:
         .training(hidden=(32, 32), latent_dim=8, task_batch_size=3, inner_batch_size=32,
                   outer_batch_size=32, **training)
         .inner_loop_workers(num_workers=workers, num_cpus_per_worker=0.5)
-        .evaluation(evaluation_interval=10**6, adaptation_batch_size=32, num_cpus_per_task=0.5)
+        .evaluation(evaluation_interval=10**6, adaptation_batch_size=32, num_cpus_per_task=0.5,
+                    at_start=False)
         .debugging(seed=5)
     )  # fmt: skip
 

@@ -45,7 +45,12 @@ def train_and_evaluate(root: str, **training: object) -> dict:
             outer_batch_size=128,
             **training,
         )
-        .evaluation(evaluation_interval=10**9, adaptation_batch_size=128, episodes_per_task=5)
+        .evaluation(
+            evaluation_interval=10**9,
+            adaptation_batch_size=128,
+            episodes_per_task=5,
+            at_start=False,
+        )
         .debugging(seed=0)
     )
     algo = config.build_algo()
@@ -84,7 +89,12 @@ def test_offline_pearl_infers_held_out_tasks(sac_root: str) -> None:
         .environment(family="point-robot", train_tasks=TRAIN, test_tasks=TEST)
         .offline_data(root=sac_root, buffer_stride=1)
         .training(hidden=(64, 64, 64), encoder_hidden=(64, 64), task_batch_size=5, batch_size=128)
-        .evaluation(evaluation_interval=10**9, adaptation_batch_size=128, episodes_per_task=5)
+        .evaluation(
+            evaluation_interval=10**9,
+            adaptation_batch_size=128,
+            episodes_per_task=5,
+            at_start=False,
+        )
         .debugging(seed=0)
     )
     algo = config.build_algo()
