@@ -104,7 +104,8 @@ def run_file(tmp_path: Path, root: Path, out: str, steps: int = 2) -> Path:
                 "test_tasks": [3], "hidden": [16, 16], "latent_dim": 4, "task_batch_size": 2,
                 "inner_batch_size": 16, "outer_batch_size": 16, "buffer_stride": 1,
                 "eval_adaptation_batch_size": 16, "evaluation_interval": 1000,
-                "stop_meta_steps": steps, "checkpoint_every": 1, "out": out}  # fmt: skip
+                "eval_at_start": False, "stop_meta_steps": steps, "checkpoint_every": 1,
+                "out": out}  # fmt: skip
     path = tmp_path / f"run-{steps}.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path

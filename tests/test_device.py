@@ -88,7 +88,7 @@ def test_gradient_computer_moves_batches_to_the_model_device(
     monkeypatch.setattr(
         workers,
         "gather",
-        lambda data, requests, one_hot: (
+        lambda data, requests, one_hot, inner_data: (
             make_batch(2, 8, 4, 2, seed=3),
             make_batch(2, 8, 4, 2, seed=4),
         ),

@@ -30,7 +30,8 @@ TRAIN, TEST = [0, 1], [3]
 SETTINGS = {"family": "point-robot", "train_tasks": TRAIN, "test_tasks": TEST,
             "hidden": [16, 16], "latent_dim": 4, "task_batch_size": 2, "inner_batch_size": 16,
             "outer_batch_size": 16, "buffer_stride": 1, "eval_adaptation_batch_size": 16,
-            "evaluation_interval": 1000, "stop_meta_steps": 2, "checkpoint_every": 1}  # fmt: skip
+            "evaluation_interval": 1000, "eval_at_start": False, "stop_meta_steps": 2,
+            "checkpoint_every": 1}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

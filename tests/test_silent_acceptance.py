@@ -30,7 +30,8 @@ def test_train_resume_names_each_changed_setting(
                 "train_tasks": [0, 1], "test_tasks": [3], "hidden": [16, 16], "latent_dim": 4,
                 "task_batch_size": 2, "inner_batch_size": 16, "outer_batch_size": 16,
                 "buffer_stride": 1, "eval_adaptation_batch_size": 16,
-                "evaluation_interval": 1000, "stop_meta_steps": 2, "checkpoint_every": 1,
+                "evaluation_interval": 1000, "eval_at_start": False, "stop_meta_steps": 2,
+                "checkpoint_every": 1,
                 "out": str(tmp_path / "run")}  # fmt: skip
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(settings))

@@ -83,6 +83,11 @@ OPTIONAL_TYPES: dict[str, str] = {
     "inner_buffer_stride": "int",
     "train_tasks": "ints",
     "test_tasks": "ints",
+    "inner_data_root": "str",
+    # None: the objective's network (macaw/objectives.py)
+    "advantage_head": "bool",
+    "policy_layer": "str",
+    "value_layer": "str",
 }
 OTHER_TYPES = {"seed": "int", "preset": "str", "algorithm": "str"}
 _EXAMPLES = {

@@ -394,11 +394,21 @@ def adapt(
         steps: Adaptation steps over `batch` split into equal parts. The authors always take
             one step on the whole batch, whatever the training `steps` (spec §7.1, §10).
     """
+    return adapt_with(adapt_value_then_policy, model, batch, config, steps)
+
+
+def adapt_with(
+    inner_adapt: Callable[..., Adapted],
+    model: MACAWModel,
+    batch: Batch,
+    config: InnerLoopConfig,
+    steps: int,
+) -> AdaptedParams:
+    """`inner_adapt(model, params, batch, config, grad_fn)` run for test time: `steps` steps,
+    first order (no graph of the gradients), the result detached."""
     config = replace(config, steps=steps)
     with torch.enable_grad():
-        adapted = adapt_value_then_policy(
-            model, model.params(), batch, config, autograd_grad_first_order
-        )
+        adapted = inner_adapt(model, model.params(), batch, config, autograd_grad_first_order)
     return AdaptedParams.of(adapted)
 
 

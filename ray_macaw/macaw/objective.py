@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,7 +28,7 @@ from ray_macaw.macaw.inner_loop import (
     GradFn,
     InnerLoopConfig,
     TensorDict,
-    autograd_grad_first_order,
+    adapt_with,
 )
 from ray_macaw.macaw.model import MACAWModel, Params
 from ray_macaw.nn.networks import gaussian_log_prob
@@ -113,12 +113,9 @@ class Objective(ABC):
     ) -> MACAWModel:
         """Test-time adaptation: this objective's own inner step(s) on `batch`, with the learned
         lrs, no meta-gradient (spec §7.1 step 3). Returns an adapted copy."""
-        config = replace(config, steps=settings.steps)
-        with torch.enable_grad():
-            adapted = self.inner_adapt(
-                model, model.params(), batch, config, autograd_grad_first_order
-            )
-        return with_adapted(model, AdaptedParams.of(adapted))
+        return with_adapted(
+            model, adapt_with(self.inner_adapt, model, batch, config, settings.steps)
+        )
 
     def value_update(
         self, model: MACAWModel, optimizer: torch.optim.Optimizer, batch: Batch
