@@ -356,12 +356,17 @@ def task_meta_loss(
         only; the policy loss on theta, rho_pi and c only (advantages are detached).
     """
     adapted = adapt_value_then_policy(model, params, inner, config, grad_fn)
+    value_loss, policy_loss, stats = macaw_outer_losses(model, adapted, outer, config)
+    return value_loss, policy_loss, {**adapted.stats, **stats}
+
+
+def macaw_outer_losses(
+    model: MACAWModel, adapted: Adapted, outer: Batch, config: InnerLoopConfig
+) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
+    """(bootstrapped outer value loss, outer AWR loss, stats) of adapted networks (spec §5)."""
     value_loss, values = outer_value_loss(model, adapted, outer, config)
-    policy_loss, policy_stats = outer_awr_loss(
-        model, adapted.value, adapted.policy, outer, config, values
-    )
-    stats = {**adapted.stats, "outer_value_loss": value_loss.detach(), **policy_stats}
-    return value_loss, policy_loss, stats
+    policy_loss, stats = outer_awr_loss(model, adapted.value, adapted.policy, outer, config, values)
+    return value_loss, policy_loss, {"outer_value_loss": value_loss.detach(), **stats}
 
 
 @dataclass(frozen=True)

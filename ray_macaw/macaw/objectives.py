@@ -41,11 +41,7 @@ class MACAWObjective(Objective):
     def outer_losses(
         self, model: MACAWModel, adapted: Adapted, outer: Batch, config: InnerLoopConfig
     ) -> tuple[torch.Tensor, torch.Tensor, TensorDict]:
-        value_loss, values = il.outer_value_loss(model, adapted, outer, config)
-        policy_loss, stats = il.outer_awr_loss(
-            model, adapted.value, adapted.policy, outer, config, values
-        )
-        return value_loss, policy_loss, {"outer_value_loss": value_loss.detach(), **stats}
+        return il.macaw_outer_losses(model, adapted, outer, config)
 
 
 class MAMLAWRObjective(MACAWObjective):
