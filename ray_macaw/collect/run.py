@@ -17,7 +17,6 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from ray_macaw.collect.config import CollectConfig, parse_tasks
 from ray_macaw.collect.collector import (
     CollectorActor,
     completed_tasks,
@@ -25,6 +24,7 @@ from ray_macaw.collect.collector import (
     open_writer,
     task_owner_locks,
 )
+from ray_macaw.collect.config import CollectConfig, parse_tasks
 from ray_macaw.errors import RayMacawError
 from ray_macaw.runtime.ownership import owning
 from ray_macaw.runtime.ray_setup import check_resources, ensure_ray

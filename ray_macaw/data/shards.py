@@ -21,8 +21,6 @@ from ray_macaw.data.atomic import atomic_write_bytes, file_lock
 from ray_macaw.data.manifest import LOCK_NAME, Manifest, PartRecord, TaskRecord, update_manifest
 from ray_macaw.data.returns import EpisodeReturns, episode_returns
 from ray_macaw.errors import DataError, NonFiniteDataError
-
-
 from ray_macaw.tasks.base import TaskFamily
 
 DEFAULT_ROWS_PER_PART = 100_000
