@@ -203,9 +203,10 @@ class OfflineMetaAlgorithm(Algorithm):
         return [(task, weights) for task in tasks]
 
     def _evaluation_seed(self, task_id: int) -> int:
-        """Seed of a task's adaptation batch and episodes at this meta-step."""
-        seeds = np.random.SeedSequence([self.config.seed or 0, self.num_meta_steps, task_id])
-        return int(seeds.generate_state(1)[0] % 2**31)
+        """Seed of a task's adaptation batches and episodes: the run's seed and the task's,
+        never the meta-step, so that every evaluation of a run, and every algorithm run with
+        that seed, adapts on the same rows and starts from the same states (paired figures)."""
+        return held_out.evaluation_seed(self.config.seed or 0, task_id)
 
     @override(Algorithm)
     def get_state(
