@@ -100,3 +100,48 @@ def test_summary_errors_combine_the_tasks_hand_worked() -> None:
     assert summary["adaptation_gain_mean"] == pytest.approx(6.0)
     for name in ("pre_adaptation_return", "post_adaptation_return", "adaptation_gain"):
         assert summary[f"{name}_stderr"] == pytest.approx(2.5)
+
+
+def test_behaviour_level_is_the_last_agent_on_the_evaluation_start_states(
+    tmp_path: Path, ray_local: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ray-macaw dataset behaviour`: each task's final SAC agent, deterministic, from the start
+    states a run with that seed evaluates on; data without agents is refused in one line."""
+    import json
+
+    from ray_macaw.cli.main import main
+    from ray_macaw.collect.behaviour import load_checkpoint, make_agent
+    from ray_macaw.collect.config import CollectConfig
+    from ray_macaw.collect.run import collect
+    from ray_macaw.data.manifest import Manifest
+    from ray_macaw.evaluation.behaviour_level import last_checkpoint
+    from ray_macaw.evaluation.held_out import rollout
+    from ray_macaw.tasks import get_task_family
+
+    root = tmp_path / "sac"
+    config = CollectConfig(
+        family="point-robot", root=str(root), tasks="3", steps=400, rows_per_part=100,
+        hyperparameters={"learning_starts": 100},
+    )  # fmt: skip
+    collect(config, show_progress=False)
+    capsys.readouterr()  # what collection printed
+    assert main(["dataset", "behaviour", str(root), "--tasks", "3", "--seed", "1",
+                 "--episodes", "2", "--json"]) == 0  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    family_dir = root / "point-robot"
+    assert last_checkpoint(family_dir, 3).name == "ckpt-000000000400.pt"  # the final agent
+    env = get_task_family("point-robot").make_env(3)
+    hyperparameters = Manifest.load(family_dir).collector["hyperparameters"]
+    agent = make_agent("sac", env, hyperparameters, seed=0, device="cpu")
+    load_checkpoint(agent, last_checkpoint(family_dir, 3))
+    expected = rollout(
+        env,
+        lambda obs: torch.as_tensor(agent.predict(obs.numpy(), deterministic=True)[0]),
+        2,
+        evaluation_seed(1, 3),
+    )
+    assert doc["per_task"]["3"]["returns"] == pytest.approx(expected)
+    assert doc["behaviour_return_mean"] == pytest.approx(np.mean(expected))
+    write_root(tmp_path / "random", task_ids=(3,), episodes=2)
+    assert main(["dataset", "behaviour", str(tmp_path / "random"), "--tasks", "3"]) == 2
+    assert "has no behaviour agent" in capsys.readouterr().err

@@ -171,13 +171,18 @@ def evaluate_task(
         "post_adaptation_return": float(np.mean(post)),
         "pre_adaptation_returns": pre,
         "post_adaptation_returns": post,
-        "pre_adaptation_return_stderr": _stderr(np.asarray(pre)),
-        "post_adaptation_return_stderr": _stderr(np.mean(post, axis=0)),
-        "adaptation_gain_stderr": _stderr(gains),
+        "pre_adaptation_return_stderr": stderr(np.asarray(pre)),
+        "post_adaptation_return_stderr": stderr(np.mean(post, axis=0)),
+        "adaptation_gain_stderr": stderr(gains),
     }
 
 
-def _stderr(values: np.ndarray) -> float:
+def mean_stderr(errors: list[float]) -> float:
+    """Standard error of a mean over tasks from each task's own (the tasks held fixed)."""
+    return float(np.sqrt((np.asarray(errors) ** 2).sum()) / len(errors))
+
+
+def stderr(values: np.ndarray) -> float:
     """Standard error of the mean of `values` (NaN for fewer than two)."""
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
@@ -190,8 +195,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     tasks held fixed, and the per-task figures (RLlib puts this under `evaluation`)."""
     summary: dict[str, Any] = {}
     for name in ("pre_adaptation_return", "post_adaptation_return", "adaptation_gain"):
-        errors = np.array([r[f"{name}_stderr"] for r in results])
-        summary[f"{name}_stderr"] = float(np.sqrt((errors**2).sum()) / len(results))
+        summary[f"{name}_stderr"] = mean_stderr([r[f"{name}_stderr"] for r in results])
     pre = [r["pre_adaptation_return"] for r in results]
     post = [r["post_adaptation_return"] for r in results]
     return {
