@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class RayMacawError(Exception):
@@ -20,17 +21,29 @@ class RayMacawError(Exception):
         path: The file or directory at fault, if any.
     """
 
-    def __init__(self, problem: str, fix: str, path: str | Path | None = None) -> None:
+    def __init__(self, problem: str, fix: str, path: str | Path | object | None = None) -> None:
         self.problem = problem
         self.fix = fix
-        self.path = None if path is None else Path(path)
+        self.path = None if path is None else _as_path(path)
         where = f" [{self.path}]" if self.path is not None else ""
         super().__init__(f"{problem}{where}. Fix: {fix}")
 
-    def __reduce__(self) -> tuple[type, tuple[str, str, Path | None]]:
+    def __reduce__(self) -> tuple[type, tuple[str, str, Any]]:
         # Pickle by the constructor's arguments (the default passes only str(self)), so the
         # error crosses a Ray actor or task boundary as itself and the CLI prints one line.
         return type(self), (self.problem, self.fix, self.path)
+
+
+def _as_path(path: str | Path | object) -> Any:
+    """A local `Path`, or for a URI (`s3://bucket/key`) its `ObjectPath`, whose name keeps the
+    scheme (`Path` would fold 's3://' into 's3:/')."""
+    if isinstance(path, Path):
+        return path
+    if isinstance(path, str) and "://" not in path:
+        return Path(path)
+    from ray_macaw.data.storage import root_path
+
+    return root_path(str(path))
 
 
 class UnknownNameError(RayMacawError, ValueError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +37,7 @@ from ray_macaw.algorithm.validation import resolve_split
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.errors import NonFiniteLossError
+from ray_macaw.data.storage import root_path
 from ray_macaw.shared_storage import check_shared
 
 
@@ -102,7 +102,7 @@ class OfflineMetaAlgorithm(Algorithm):
         self.inner_data_root: str = cfg.inner_data_root or cfg.data_root  # inner and test buffers
         # Workers and evaluation tasks read the data on any node; nothing is written to it.
         for root in {self.data_root, self.inner_data_root}:
-            check_shared(Path(root) / cfg.family, probe=MANIFEST_NAME)
+            check_shared(root_path(root) / cfg.family, probe=MANIFEST_NAME)
         self.split = resolve_split(cfg)
         data = TaskDatasets(self.data_root, cfg.family)
         inner = TaskDatasets(self.inner_data_root, cfg.family)

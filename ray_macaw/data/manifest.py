@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from ray_macaw.data.atomic import atomic_write_bytes, file_lock
 from ray_macaw.data.schema import SCHEMA_VERSION
+from ray_macaw.data.storage import ObjectPath, local_lock_dir
 from ray_macaw.errors import DataError, MissingDataError, SchemaError, SchemaVersionError
 
 MANIFEST_NAME = "manifest.json"
@@ -116,8 +118,10 @@ class Manifest:
             ) from e
 
     @classmethod
-    def load(cls, family_dir: Path) -> Manifest:
-        """Read `<family_dir>/manifest.json`."""
+    def load(cls, family_dir: Path | ObjectPath) -> Manifest:
+        """Read `<family_dir>/manifest.json` (and merge the per-task records of object storage)."""
+        from ray_macaw.data.manifest_records import merge_records  # it builds on this module
+
         path = family_dir / MANIFEST_NAME
         if not path.is_file():
             raise MissingDataError(
@@ -125,9 +129,9 @@ class Manifest:
                 "point at a root written by `ray-macaw collect` (ROOT/<family>/manifest.json)",
                 path,
             )
-        return cls.from_json(path.read_text(), path)
+        return merge_records(cls.from_json(path.read_text(), path), family_dir)
 
-    def save(self, family_dir: Path) -> None:
+    def save(self, family_dir: Path | ObjectPath) -> None:
         """Write atomically (temporary file, then rename)."""
         atomic_write_bytes(family_dir / MANIFEST_NAME, self.to_json().encode())
 
@@ -180,14 +184,25 @@ def check_version(doc: dict[str, Any], path: Path) -> None:
         )
 
 
-def update_manifest(family_dir: Path, change: Callable[[Manifest], None]) -> Manifest:
+def manifest_lock(family_dir: Path | ObjectPath) -> contextlib.AbstractContextManager[None]:
+    """The lock of a family's manifest: a lock file beside it; for object storage (which has no
+    locks) one in this machine's lock directory, so only this machine's writers wait on it."""
+    return file_lock(local_lock_dir(family_dir) / LOCK_NAME)
+
+
+def update_manifest(family_dir: Path | ObjectPath, change: Callable[[Manifest], None]) -> Manifest:
     """Apply `change` to the manifest under an exclusive lock, then save it atomically.
 
     Several collector processes on one filesystem can record their parts without losing each
-    other's updates.
+    other's updates; on object storage each task's entry is its own object
+    (`manifest_records`), so writers of different tasks never overwrite each other.
     """
-    with file_lock(family_dir / LOCK_NAME):
+    from ray_macaw.data.manifest_records import update_records, uses_task_records
+
+    with manifest_lock(family_dir):
         manifest = Manifest.load(family_dir)
+        if uses_task_records(family_dir):
+            return update_records(family_dir, manifest, change)
         change(manifest)
         manifest.save(family_dir)
     return manifest
