@@ -16,9 +16,9 @@ from dataclasses import replace
 
 import torch
 
-from ray_macaw.data.behaviour import make_agent
-from ray_macaw.data.collect_config import CollectConfig
-from ray_macaw.data.collector import TaskCollection
+from ray_macaw.collect.behaviour import make_agent
+from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.collector import TaskCollection
 from ray_macaw.tasks import get_task_family
 
 CASES = {"cheetah-dir": {"learning_starts": 500}, "point-robot": {}}

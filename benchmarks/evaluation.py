@@ -38,10 +38,10 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray
 import torch
 
-from ray_macaw.algorithm import MACAW, MACAWConfig
-from ray_macaw.algorithm.evaluation import evaluate_task, summarise
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw import MACAW, MACAWConfig
+from ray_macaw.evaluation.offline import evaluate_task, summarise
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 
 from _common import log, machine
 

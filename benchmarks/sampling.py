@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_macaw.algorithm.batches import BATCH_COLUMNS
+from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import Batch, TaskData, table_to_numpy
 

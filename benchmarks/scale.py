@@ -36,7 +36,7 @@ from typing import Any
 # Keep Ray on 127.0.0.1 (read when ray is imported).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from ray_macaw.algorithm.batches import BATCH_COLUMNS
+from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data import columns as C
 from ray_macaw.tasks import get_task_family
 
@@ -188,7 +188,7 @@ def parent(args: argparse.Namespace) -> None:
 
 def build_config(root: str, shape: str, tasks: int, workers: int) -> Any:
     """The standard MACAW configuration on the first `tasks` training tasks of the split."""
-    from ray_macaw.algorithm import MACAWConfig
+    from ray_macaw import MACAWConfig
 
     family = SHAPES[shape][0]
     split = get_task_family(family).split(None)

@@ -27,7 +27,7 @@ from meta_step import STANDARD, make_step, time_steps
 
 def algorithm(root: str):
     """The MACAW Algorithm on `root`: standard config, 0 workers, no evaluation."""
-    from ray_macaw.algorithm import MACAWConfig
+    from ray_macaw import MACAWConfig
 
     config = (
         MACAWConfig()

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import write_root
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.data import schema as S
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest

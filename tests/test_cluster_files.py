@@ -20,7 +20,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from ray_macaw.cli import build_parser
+from ray_macaw.cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -415,7 +415,7 @@ def test_rayjob_runs_an_existing_tune_config_on_shared_storage() -> None:
     experiment = REPO / args.file.removeprefix(f"{workdir}/")
     assert experiment.is_file(), experiment
     assert args.storage_path.startswith(f"{SHARED}/")
-    from ray_macaw.cli_common import parse_overrides
+    from ray_macaw.cli.common import parse_overrides
     from ray_macaw.tune.spec import load_tune_spec
 
     spec = load_tune_spec(experiment, parse_overrides(args.set))

@@ -11,7 +11,7 @@ import pyarrow.dataset as pads
 import pytest
 from helpers import rollout, write_root
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.data import schema as S
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest

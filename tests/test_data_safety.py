@@ -14,16 +14,16 @@ import pytest
 import yaml
 from helpers import rollout, write_root
 
-from ray_macaw.cli import main
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw.cli.main import main
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest
 from ray_macaw.data.shards import ConcurrentWriteError, DatasetWriter
 from ray_macaw.errors import ChecksumError
 from ray_macaw.tasks import get_task_family
 
-CLI = [sys.executable, "-m", "ray_macaw.cli"]
+CLI = [sys.executable, "-m", "ray_macaw.cli.main"]
 
 
 def check_rows(root: Path, task_id: int, rows: int) -> None:
@@ -151,7 +151,7 @@ def test_train_refuses_an_existing_output_without_resume(
 HOLD = """
 import sys, time
 from pathlib import Path
-from ray_macaw.ownership import OwnerLock
+from ray_macaw.runtime.ownership import OwnerLock
 lock = OwnerLock(Path(sys.argv[1]), "x", "y")
 print("held", flush=True)
 time.sleep(60)
@@ -170,9 +170,9 @@ def test_a_second_train_on_a_running_output_is_refused(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        from ray_macaw.algorithm.run_config import load_run_file
-        from ray_macaw.algorithm.train import train
-        from ray_macaw.ownership import OwnedError
+        from ray_macaw.training.run_file import load_run_file
+        from ray_macaw.training.train import train
+        from ray_macaw.runtime.ownership import OwnedError
 
         config, options = load_run_file(run_file(tmp_path, data_root, str(out)))
         with pytest.raises(OwnedError, match=f"in use by a running command: pid {holder.pid} "):
@@ -226,7 +226,7 @@ def test_a_task_another_command_owns_is_refused_naming_it(tmp_path: Path) -> Non
                               text=True)  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        from ray_macaw.ownership import OwnedError
+        from ray_macaw.runtime.ownership import OwnedError
 
         with pytest.raises(OwnedError, match=f"task 1 of .* in use by .*pid {holder.pid} "):
             collect(config, show_progress=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ray_macaw.algorithm.finetune import FineTuneConfig
-from ray_macaw.demo import PLANS, format_summary, run_demo
+from ray_macaw.evaluation.finetune import FineTuneConfig
+from ray_macaw.cli.demo import PLANS, format_summary, run_demo
 
 TINY = replace(
     PLANS["point-robot"],
@@ -67,7 +67,7 @@ def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: 
 
 
 def test_unknown_demo_family_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    from ray_macaw.cli import main
+    from ray_macaw.cli.main import main
 
     assert main(["demo", "--family", "cheetah-vl"]) == 2
     assert "did you mean 'cheetah-vel'" in capsys.readouterr().err

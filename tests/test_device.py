@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ray_macaw.algorithm import MACAWConfig
-from ray_macaw.algorithm.devices import resolve_device, to_cpu, to_device
-from ray_macaw.algorithm.validation import MACAWConfigError
-from ray_macaw.algorithm.workers import GradientComputer, add_gradients
+from ray_macaw import MACAWConfig
+from ray_macaw.algorithms.common.devices import resolve_device, to_cpu, to_device
+from ray_macaw.algorithms.macaw.validation import MACAWConfigError
+from ray_macaw.algorithms.macaw.workers import GradientComputer, add_gradients
 from ray_macaw.macaw import (
     InnerLoopConfig,
     MACAWModel,
@@ -82,7 +82,7 @@ def test_gradient_computer_moves_batches_to_the_model_device(
 ) -> None:
     """Batches are gathered on the CPU and handed to the meta-step on the model's device (here
     torch's 'meta' device, which any machine has), once for all tasks."""
-    from ray_macaw.algorithm import workers
+    from ray_macaw.algorithms.macaw import workers
 
     calls = []
     monkeypatch.setattr(

@@ -18,7 +18,7 @@ import torch
 import yaml
 from helpers import write_root
 
-from ray_macaw.algorithm import MACAWConfig
+from ray_macaw import MACAWConfig
 from ray_macaw.errors import NonFiniteLossError
 
 TRAIN, TEST = [0, 1, 2, 4], [3]
@@ -69,7 +69,7 @@ def test_a_lost_inner_loop_worker_is_replaced_and_the_step_retried_exactly(root:
 
 
 def test_workers_lost_too_often_stop_the_run_with_the_fix(root: str) -> None:
-    from ray_macaw.algorithm.worker_pool import WorkerLostError
+    from ray_macaw.algorithms.macaw.worker_pool import WorkerLostError
 
     algo = config(root, 1).inner_loop_workers(max_restarts=0).build_algo()
     try:
@@ -125,7 +125,7 @@ def test_train_resumes_after_the_driver_is_killed(root: str, tmp_path: Path) -> 
                 "eval_adaptation_batch_size": 32, "evaluation_interval": 1000,
                 "stop_meta_steps": 400, "checkpoint_every": 20, "out": str(out)}  # fmt: skip
     run_file.write_text(yaml.safe_dump(settings))
-    command = [sys.executable, "-m", "ray_macaw.cli", "train", str(run_file)]
+    command = [sys.executable, "-m", "ray_macaw.cli.main", "train", str(run_file)]
     with open(tmp_path / "log", "w") as log:
         driver = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         try:
@@ -154,8 +154,8 @@ def test_train_resumes_after_the_driver_is_killed(root: str, tmp_path: Path) -> 
 def test_checkpoints_of_another_shape_or_a_newer_format_are_refused(
     root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ray_macaw.algorithm import checkpoints
-    from ray_macaw.cli import main
+    from ray_macaw.algorithms.common import checkpoints
+    from ray_macaw.cli.main import main
 
     algo = config(root).build_algo()
     other = config(root).training(hidden=(16, 16)).build_algo()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ray_macaw.algorithm.finetune import (
+from ray_macaw.evaluation.finetune import (
     PAPER_SCHEDULE,
     FineTuneConfig,
     ReplayFIFO,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import write_root
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.interchange.macaw_hdf5 import import_hdf5, task_files

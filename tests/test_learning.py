@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from ray_macaw.algorithm import MACAWConfig
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw import MACAWConfig
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 
 TRAIN = [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 39]
 TEST = [3, 11, 19, 27, 35]
@@ -82,7 +82,7 @@ def test_macaw_adapts_and_beats_meta_bc(sac_root: str) -> None:
 @pytest.mark.timeout(3600)
 def test_offline_pearl_infers_held_out_tasks(sac_root: str) -> None:
     """Offline PEARL's posterior from the adaptation batch beats its prior on held-out tasks."""
-    from ray_macaw.algorithm.pearl_config import PEARLConfig
+    from ray_macaw.algorithms.pearl.config import PEARLConfig
 
     config = (
         PEARLConfig()

@@ -11,8 +11,8 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 from ray_macaw.data.datasets import TaskDatasets
 
 
@@ -60,7 +60,7 @@ def test_collectors_spread_over_both_nodes(tmp_path: Path, two_nodes: Cluster) -
 def test_train_places_inner_loop_workers_on_both_nodes(
     tmp_path: Path, two_nodes: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ray_macaw.cli import main
+    from ray_macaw.cli.main import main
 
     collect(
         CollectConfig(family="point-robot", root=str(tmp_path), tasks="0-5", steps=400,
@@ -102,7 +102,7 @@ def test_train_places_inner_loop_workers_on_both_nodes(
 
 
 def test_shared_storage_check_sees_every_node(tmp_path: Path, two_nodes: Cluster) -> None:
-    from ray_macaw.shared_storage import check_shared
+    from ray_macaw.runtime.shared_storage import check_shared
 
     check_shared(tmp_path / "root")  # both raylets share this machine's disk
     assert not list((tmp_path / "root").iterdir())  # the marker is removed again

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.functional import softplus
 
-from ray_macaw.algorithm.config import MACAWConfig
+from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.data.columns import ACTIONS, MC_RETURN, OBS, TERMINAL_DISCOUNT, TERMINAL_OBS
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig
 from ray_macaw.macaw.inner_loop import adapt

@@ -17,10 +17,10 @@ import ray
 import yaml
 from helpers import write_root
 
-from ray_macaw.algorithm.run_config import RunConfigError, load_run_file
-from ray_macaw.cli import main
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw.training.run_file import RunConfigError, load_run_file
+from ray_macaw.cli.main import main
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.errors import DataError, SchemaError
@@ -57,7 +57,7 @@ def test_a_ray_macaw_error_survives_pickle_and_a_ray_actor(
 ) -> None:
     """Subclasses round-trip through pickle, so an error raised in a real Ray worker reaches
     the caller as itself, and the CLI prints it as one line (item 6)."""
-    from ray_macaw.data.collect import CollectionError
+    from ray_macaw.collect.run import CollectionError
 
     error = pickle.loads(pickle.dumps(CollectionError("p", "f", "/x")))
     assert type(error) is CollectionError and (error.problem, error.fix) == ("p", "f")
@@ -160,8 +160,8 @@ def test_bad_collect_set_values_are_refused_before_the_manifest(
 @pytest.fixture(scope="module")
 def checkpoints(root: Path, tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     """OUT/latest of a MACAW and of an Offline PEARL (saved untrained: enough to open)."""
-    from ray_macaw.algorithm import MACAWConfig
-    from ray_macaw.algorithm.pearl_config import PEARLConfig
+    from ray_macaw import MACAWConfig
+    from ray_macaw.algorithms.pearl.config import PEARLConfig
 
     base = tmp_path_factory.mktemp("checkpoints")
     pearl = (
@@ -274,7 +274,7 @@ def test_ctrl_c_on_train_says_what_was_kept(root: Path, tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     settings = {**SETTINGS, "data_root": str(root), "out": str(out), "stop_meta_steps": 10**6}
     path.write_text(yaml.safe_dump(settings))
-    proc = subprocess.Popen([sys.executable, "-m", "ray_macaw.cli", "train", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "ray_macaw.cli.main", "train", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120

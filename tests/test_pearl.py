@@ -11,14 +11,14 @@ import pytest
 import torch
 import yaml
 
-from ray_macaw.algorithm import MACAW, MACAWConfig
-from ray_macaw.algorithm.checkpoints import CheckpointError
-from ray_macaw.algorithm.pearl import PEARL
-from ray_macaw.algorithm.pearl_config import PEARLConfig, PEARLConfigError
-from ray_macaw.algorithm.run_config import RunConfigError, config_from_dict
-from ray_macaw.cli import main
-from ray_macaw.data.collect import collect
-from ray_macaw.data.collect_config import CollectConfig
+from ray_macaw import MACAW, MACAWConfig
+from ray_macaw.algorithms.common.checkpoints import CheckpointError
+from ray_macaw.algorithms.pearl.algorithm import PEARL
+from ray_macaw.algorithms.pearl.config import PEARLConfig, PEARLConfigError
+from ray_macaw.training.run_file import RunConfigError, config_from_dict
+from ray_macaw.cli.main import main
+from ray_macaw.collect.run import collect
+from ray_macaw.collect.config import CollectConfig
 from ray_macaw.errors import RayMacawError
 
 TRAIN, TEST = [0, 1, 2, 4], [3, 5]
@@ -127,8 +127,8 @@ def test_context_rows_come_from_inner_buffers_and_sac_rows_from_outer_ones(data_
 
 def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
     """Task inference is a real posterior: different tasks' rows give different z."""
-    from ray_macaw.algorithm import evaluation as ev
-    from ray_macaw.algorithm.pearl_evaluation import infer_task
+    from ray_macaw.evaluation import offline as ev
+    from ray_macaw.evaluation.pearl import infer_task
     from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 
     algo = small_config(data_root).build_algo()
@@ -149,7 +149,7 @@ def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
 
 def test_task_inference_uses_the_rows_macaw_adapts_on(data_root: str) -> None:
     """Spec §7.1: at the same seed and step, PEARL infers from MACAW's adaptation batch."""
-    from ray_macaw.algorithm import evaluation as ev
+    from ray_macaw.evaluation import offline as ev
 
     pearl = small_config(data_root).build_algo()
     macaw = small_macaw(data_root)

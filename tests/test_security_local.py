@@ -17,7 +17,7 @@ import json, os, sys
 sys.path.insert(0, {tests!r})
 import ray
 from sockets import descendants, listening
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.runtime.ray_setup import ensure_ray
 
 ensure_ray(num_cpus=1)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers import write_root
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest
 
@@ -53,7 +53,7 @@ def test_the_run_after_a_killed_collect_never_mixes_its_rows(tmp_path: Path) -> 
     re-run at once: every run ends in success or a one-line refusal, and the task ends with
     exactly --steps rows, steps 0..N-1 once each (item 18)."""
     steps = 3000
-    command = [sys.executable, "-m", "ray_macaw.cli", "collect", "--family", "point-robot",
+    command = [sys.executable, "-m", "ray_macaw.cli.main", "collect", "--family", "point-robot",
                "--tasks", "0", "--algo", "random", "--steps", str(steps), "--rows-per-part",
                "200", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ import pytest
 import ray
 from helpers import write_root
 
-from ray_macaw.algorithm import MACAWConfig
+from ray_macaw import MACAWConfig
 
 STEPS, SAMPLE_EVERY = 1000, 50
 

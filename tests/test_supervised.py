@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.errors import DataError, MissingDataError, RayMacawError
 from ray_macaw.supervised.config import SupervisedConfig, SupervisedConfigError
 from ray_macaw.supervised.experiment import load_experiment

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ray_macaw.cli import main
+from ray_macaw.cli.main import main
 from ray_macaw.errors import UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
@@ -139,7 +139,7 @@ def test_console_script_prints_json() -> None:
         [
             sys.executable,
             "-m",
-            "ray_macaw.cli",
+            "ray_macaw.cli.main",
             "tasks",
             "cheetah-vel",
             "--split",

@@ -26,7 +26,7 @@ def tune_command(root: Path, storage: Path, *extra: str) -> list[str]:
     # An evaluation every 4 steps (the file says 20) stretches the second trial to a few seconds,
     # a window in which to interrupt it after its first checkpoint.
     return [
-        sys.executable, "-m", "ray_macaw.cli", "tune", str(GRID),
+        sys.executable, "-m", "ray_macaw.cli.main", "tune", str(GRID),
         "--set", f"data_root={root}", "--set", "evaluation_interval=4",
         "--storage-path", str(storage), *extra,
     ]  # fmt: skip
@@ -79,7 +79,7 @@ def test_interrupted_grid_resumes_and_reports(tmp_path: Path) -> None:
     error = log.read_text().strip().splitlines()[-1]
     assert f"{second.name} (" in error and f"/{STOP} meta-steps)" in error and "--resume" in error
     early = subprocess.run(
-        [sys.executable, "-m", "ray_macaw.cli", "report", str(experiment)],
+        [sys.executable, "-m", "ray_macaw.cli.main", "report", str(experiment)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert early.returncode == 0 and f"{second.name} (" in early.stderr, early.stderr
@@ -101,7 +101,7 @@ def test_interrupted_grid_resumes_and_reports(tmp_path: Path) -> None:
         assert sorted(p.name for p in trial.glob("checkpoint_*"))  # both trials checkpointed
 
     report = subprocess.run(
-        [sys.executable, "-m", "ray_macaw.cli", "report", str(experiment)],
+        [sys.executable, "-m", "ray_macaw.cli.main", "report", str(experiment)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr

@@ -1,6 +1,6 @@
 """MACAW's math in pure torch: losses, learned inner lrs, the functional inner loop, meta-gradients.
 
-No Ray here: `ray_macaw.algorithm` wraps these functions.
+No Ray here: `ray_macaw.algorithms.macaw` wraps these functions.
 """
 
 from ray_macaw.macaw.inner_loop import AdaptedParams, InnerLoopConfig, adapt, task_meta_loss

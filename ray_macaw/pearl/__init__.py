@@ -1,5 +1,5 @@
 """Offline PEARL's math in pure torch (the baseline of Fig. 3 and Table 1): context encoder,
-SAC networks and losses. No Ray here: `ray_macaw.algorithm.pearl` wraps them."""
+SAC networks and losses. No Ray here: `ray_macaw.algorithms.pearl.algorithm` wraps them."""
 
 from ray_macaw.pearl.losses import SACConfig, context, meta_batch_step, sac_step
 from ray_macaw.pearl.networks import (

@@ -16,7 +16,7 @@ import torch
 from ray import tune
 
 from ray_macaw.errors import RayMacawError
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.supervised.config import SupervisedConfig
 from ray_macaw.supervised.experiment import SupervisedExperiment
 from ray_macaw.supervised.train import META_STEP, train

@@ -14,10 +14,10 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from ray_macaw.algorithm.checkpoints import open_checkpoint
-from ray_macaw.algorithm.run_config import RunConfigError
+from ray_macaw.algorithms.common.checkpoints import open_checkpoint
+from ray_macaw.training.run_file import RunConfigError
 from ray_macaw.errors import RayMacawError
-from ray_macaw.ray_setup import ensure_ray
+from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.tune.spec import TuneSpec
 from ray_macaw.tune.trainable import SHARED, VARIANT, VARIANT_SETTINGS, MetaRLTrainable
 
@@ -232,7 +232,7 @@ def _finetune_trial(spec: TuneSpec, result: Any, log: Any) -> dict[str, Any]:
     (local or remote storage) so a resumed experiment does not repeat it."""
     from pyarrow import fs as pafs
 
-    from ray_macaw.algorithm.finetune import finetune
+    from ray_macaw.evaluation.finetune import finetune
 
     assert spec.finetune is not None
     target = f"{result.path}/{FINETUNE_FILE}"

@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from ray_macaw.algorithm.finetune import FineTuneConfig
-from ray_macaw.algorithm.run_config import (
+from ray_macaw.evaluation.finetune import FineTuneConfig
+from ray_macaw.training.run_file import (
     ANY_SETTING,
     RUN_KEYS,
     RunConfigError,

@@ -15,7 +15,7 @@ from ray import tune
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithm.run_config import config_from_dict, run_file_keys, shared_settings_for
+from ray_macaw.training.run_file import config_from_dict, run_file_keys, shared_settings_for
 
 SHARED = "shared"  # the experiment file's `config` section
 VARIANT = "variant"  # the trial's variant name

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ray_macaw.algorithm.finetune import FineTuneConfig
-from ray_macaw.algorithm.run_config import RunOptions, config_from_dict
-from ray_macaw.algorithm.train import LATEST, train
+from ray_macaw.evaluation.finetune import FineTuneConfig
+from ray_macaw.training.run_file import RunOptions, config_from_dict
+from ray_macaw.training.train import LATEST, train
 
 # The paper's multi-task + fine-tuning baseline (spec §9); the objective brings its network
 # (bias-transform layers, no advantage head) and one-hot task ids.
@@ -85,8 +85,8 @@ def run_demo(
     plan: DemoPlan, out: str | Path, *, progress: bool = True, log: Any = print
 ) -> dict[str, Any]:
     """Run every stage of `plan` under `out`; returns the summary that is also saved as JSON."""
-    from ray_macaw.data.collect import collect
-    from ray_macaw.data.collect_config import CollectConfig
+    from ray_macaw.collect.run import collect
+    from ray_macaw.collect.config import CollectConfig
 
     out = Path(out).resolve() / plan.family  # one directory per family: reruns never mix them
     root = out / "data"
@@ -144,8 +144,8 @@ def _train(
 
 def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Offline adaptation of both models; online fine-tuning of MACAW."""
-    from ray_macaw.algorithm.finetune import finetune
-    from ray_macaw.algorithm.checkpoints import open_checkpoint
+    from ray_macaw.evaluation.finetune import finetune
+    from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 
     figures: dict[str, dict[str, Any]] = {}
     for name, path in runs.items():

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ray_macaw.data.behaviour import ALGOS, default_hyperparameters
+from ray_macaw.collect.behaviour import ALGOS, default_hyperparameters
 from ray_macaw.errors import RayMacawError, unknown_name
 from ray_macaw.tasks import FAMILIES, TaskFamily
 

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ray_macaw import cli_supervised, cli_train, cli_tune
-from ray_macaw.cli_common import parse_overrides, quiet_library_noise
+from ray_macaw.cli import supervised as cli_supervised
+from ray_macaw.cli import train as cli_train
+from ray_macaw.cli import tune as cli_tune
+from ray_macaw.cli.common import parse_overrides, quiet_library_noise
 from ray_macaw.errors import RayMacawError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
@@ -145,7 +147,7 @@ def cmd_dataset_export(args: argparse.Namespace) -> None:
 
     tasks = None
     if args.tasks != "all":
-        from ray_macaw.data.collect_config import parse_tasks
+        from ray_macaw.collect.config import parse_tasks
         from ray_macaw.data.datasets import TaskDatasets
 
         family = get_task_family(TaskDatasets(args.root, args.family).family)
@@ -195,8 +197,8 @@ def _add_interchange_parsers(dataset_sub: Any) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """`ray-macaw collect --family F --out ROOT [...]`."""
-    from ray_macaw.data.collect import collect
-    from ray_macaw.data.collect_config import CollectConfig
+    from ray_macaw.collect.run import collect
+    from ray_macaw.collect.config import CollectConfig
 
     config = CollectConfig(
         family=args.family,
@@ -240,8 +242,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def _add_collect_parser(sub: Any) -> None:
-    from ray_macaw.data.behaviour import ALGOS
-    from ray_macaw.data.collect_config import DEFAULT_STEPS
+    from ray_macaw.collect.behaviour import ALGOS
+    from ray_macaw.collect.config import DEFAULT_STEPS
 
     collect = sub.add_parser(
         "collect",

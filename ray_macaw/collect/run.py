@@ -16,8 +16,8 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from ray_macaw.data.collect_config import CollectConfig, parse_tasks
-from ray_macaw.data.collector import (
+from ray_macaw.collect.config import CollectConfig, parse_tasks
+from ray_macaw.collect.collector import (
     CollectorActor,
     completed_tasks,
     discard_task,
@@ -26,9 +26,9 @@ from ray_macaw.data.collector import (
 )
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
-from ray_macaw.ownership import owning
-from ray_macaw.ray_setup import check_resources, ensure_ray
-from ray_macaw.shared_storage import check_shared
+from ray_macaw.runtime.ownership import owning
+from ray_macaw.runtime.ray_setup import check_resources, ensure_ray
+from ray_macaw.runtime.shared_storage import check_shared
 from ray_macaw.tasks import get_task_family
 
 POLL_SECONDS = 1.0

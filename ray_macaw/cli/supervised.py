@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from ray_macaw.cli_common import add_experiment_options, parse_overrides
+from ray_macaw.cli.common import add_experiment_options, parse_overrides
 
 
 def cmd_tune(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ import ray
 import torch
 
 from ray_macaw.data import columns as C
-from ray_macaw.data.behaviour import (
+from ray_macaw.collect.behaviour import (
     LEARNED_ALGOS,
     ScriptedBehaviour,
     load_checkpoint,
@@ -25,8 +25,8 @@ from ray_macaw.data.behaviour import (
     refill_replay_buffer,
     save_checkpoint,
 )
-from ray_macaw.data.collect_config import CollectConfig
-from ray_macaw.data.curves import curve_paths, summarise, write_curve
+from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.curves import curve_paths, summarise, write_curve
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.data.episodes import EpisodeRecorder

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 
-from ray_macaw.algorithm.config_base import DATA, ENVIRONMENT, OfflineMetaConfig
+from ray_macaw.algorithms.common.config import DATA, ENVIRONMENT, OfflineMetaConfig
 from ray_macaw.errors import RayMacawError
 from ray_macaw.pearl import PEARLModelConfig, SACConfig
 
@@ -111,7 +111,7 @@ class PEARLConfig(OfflineMetaConfig):
     non_finite_loss: Literal["skip", "stop"]
 
     def __init__(self, algo_class: type | None = None) -> None:
-        from ray_macaw.algorithm.pearl import PEARL
+        from ray_macaw.algorithms.pearl.algorithm import PEARL
 
         super().__init__(algo_class=algo_class or PEARL)
 
@@ -120,7 +120,7 @@ class PEARLConfig(OfflineMetaConfig):
         """RLlib's checks, then PEARL's, each with the fix; with `check_data=False`, the
         settings alone (the data need not exist yet)."""
         super().validate()
-        from ray_macaw.algorithm.validation import check_data_serves, resolve_split
+        from ray_macaw.algorithms.macaw.validation import check_data_serves, resolve_split
 
         for name in POSITIVE:
             if not getattr(self, name) > 0:

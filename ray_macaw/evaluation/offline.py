@@ -13,7 +13,7 @@ import numpy as np
 import ray
 import torch
 
-from ray_macaw.algorithm.batches import BATCH_COLUMNS
+from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig

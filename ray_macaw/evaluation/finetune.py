@@ -24,7 +24,7 @@ import numpy as np
 import ray
 import torch
 
-from ray_macaw.algorithm import evaluation as ev
+from ray_macaw.evaluation import offline as ev
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.returns import episode_returns

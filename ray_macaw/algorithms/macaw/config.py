@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.utils.annotations import override
 
-from ray_macaw.algorithm.config_base import DATA, ENVIRONMENT, OfflineMetaConfig
+from ray_macaw.algorithms.common.config import DATA, ENVIRONMENT, OfflineMetaConfig
 from ray_macaw.macaw import InnerLoopConfig, LossScale, ModelConfig
 from ray_macaw.macaw.inner_loop import ObjectiveName
 from ray_macaw.macaw.model import Adapt
@@ -145,7 +145,7 @@ class MACAWConfig(OfflineMetaConfig):
     eval_finetune_policy_lr: float
 
     def __init__(self, algo_class: type | None = None) -> None:
-        from ray_macaw.algorithm.macaw import MACAW
+        from ray_macaw.algorithms.macaw.algorithm import MACAW
 
         super().__init__(algo_class=algo_class or MACAW)
 
@@ -173,7 +173,7 @@ class MACAWConfig(OfflineMetaConfig):
         """RLlib's checks, then MACAW's, each with the fix (see `validation.py`); with
         `check_data=False`, the settings alone (the data need not exist yet)."""
         super().validate()
-        from ray_macaw.algorithm.validation import validate_macaw_config
+        from ray_macaw.algorithms.macaw.validation import validate_macaw_config
 
         validate_macaw_config(self, check_data)
 

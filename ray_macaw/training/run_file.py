@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from ray_macaw.algorithm.config import MACAWConfig
-from ray_macaw.algorithm.config_base import OfflineMetaConfig
-from ray_macaw.algorithm.pearl_config import PEARLConfig
+from ray_macaw.algorithms.macaw.config import MACAWConfig
+from ray_macaw.algorithms.common.config import OfflineMetaConfig
+from ray_macaw.algorithms.pearl.config import PEARLConfig
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 
 # `algorithm:` values and their config classes.

@@ -12,11 +12,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ray_macaw.algorithm.config_base import OfflineMetaConfig
-from ray_macaw.algorithm.metrics import EVALUATION_AT_START
-from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
-from ray_macaw.algorithm.run_config import RunConfigError, RunOptions
-from ray_macaw.ownership import OwnerLock
+from ray_macaw.algorithms.common.config import OfflineMetaConfig
+from ray_macaw.algorithms.common.metrics import EVALUATION_AT_START
+from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.training.run_file import RunConfigError, RunOptions
+from ray_macaw.runtime.ownership import OwnerLock
 
 LATEST = "latest"
 METRICS_FILE = "metrics.jsonl"
@@ -76,7 +76,7 @@ def train(
 def check_run_resources(config: OfflineMetaConfig) -> None:
     """The inner-loop workers and an evaluation task, held at once, fit the cluster (else
     `ray.get` on them would wait forever)."""
-    from ray_macaw.ray_setup import check_resources
+    from ray_macaw.runtime.ray_setup import check_resources
 
     workers = int(getattr(config, "num_inner_loop_workers", 0) or 0)
     worker = {
@@ -193,7 +193,7 @@ def _restore(config: OfflineMetaConfig, checkpoint: Path, log: Any) -> OfflineMe
     """The algorithm saved at `checkpoint`, as the class that wrote it (so a checkpoint of
     another algorithm reaches the same-run check instead of failing inside RLlib); settings
     that differ from the run file's are named in a warning (the checkpoint's are kept)."""
-    from ray_macaw.algorithm.checkpoints import open_checkpoint
+    from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 
     algo = open_checkpoint(checkpoint)
     _check_same_run(algo, config, checkpoint)

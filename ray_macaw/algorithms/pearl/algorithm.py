@@ -21,10 +21,10 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithm import metrics as M
-from ray_macaw.algorithm import pearl_evaluation as pev
-from ray_macaw.algorithm.offline_meta import OfflineMetaAlgorithm
-from ray_macaw.algorithm.pearl_config import PEARLConfig
+from ray_macaw.algorithms.common import metrics as M
+from ray_macaw.evaluation import pearl as pev
+from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.algorithms.pearl.config import PEARLConfig
 from ray_macaw.data.samplers import uniform_batch
 from ray_macaw.pearl import PEARLModel, SACConfig, meta_batch_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS

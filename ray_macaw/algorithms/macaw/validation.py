@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ray_macaw.algorithm.devices import gpu_request_problem
+from ray_macaw.algorithms.common.devices import gpu_request_problem
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.samplers import select_rows
 from ray_macaw.errors import RayMacawError
 from ray_macaw.tasks import Split, get_task_family
 
 if TYPE_CHECKING:
-    from ray_macaw.algorithm.config import MACAWConfig
-    from ray_macaw.algorithm.config_base import OfflineMetaConfig
+    from ray_macaw.algorithms.macaw.config import MACAWConfig
+    from ray_macaw.algorithms.common.config import OfflineMetaConfig
 
 
 class MACAWConfigError(RayMacawError, ValueError):

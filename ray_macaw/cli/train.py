@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ray_macaw.errors import ArgumentError
-from ray_macaw.ray_setup import check_resources, ensure_ray
+from ray_macaw.runtime.ray_setup import check_resources, ensure_ray
 
 
 def environment_of(config: Any) -> dict[str, Any]:
@@ -30,8 +30,8 @@ def check_positive(args: argparse.Namespace, *names: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """`ray-macaw train CONFIG.yaml [--stop-steps N] [--out DIR] [--resume] [--address ADDR]`."""
-    from ray_macaw.algorithm.run_config import load_run_file
-    from ray_macaw.algorithm.train import check_output, train
+    from ray_macaw.training.run_file import load_run_file
+    from ray_macaw.training.train import check_output, train
 
     config, options = load_run_file(args.config)
     if args.stop_steps is not None:
@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """`ray-macaw evaluate CKPT [--episodes N] [--adaptation-steps K] [--json]`."""
-    from ray_macaw.algorithm.checkpoints import open_checkpoint
+    from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 
     check_positive(args, "episodes", "adaptation_steps")
     ensure_ray(args.address)
@@ -85,8 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     """`ray-macaw finetune CKPT [--budgets 20000,200000] [...] [--json]` (appendix C.2)."""
-    from ray_macaw.algorithm.checkpoints import open_checkpoint
-    from ray_macaw.algorithm.finetune import FineTuneConfig, finetune
+    from ray_macaw.algorithms.common.checkpoints import open_checkpoint
+    from ray_macaw.evaluation.finetune import FineTuneConfig, finetune
 
     check_positive(args, "batch_size", "episodes", "num_cpus_per_task")
     try:
@@ -143,7 +143,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """`ray-macaw demo [--family F] [--out DIR] [--collect-steps N] [--meta-steps N]`."""
-    from ray_macaw.demo import PLANS, format_summary, run_demo
+    from ray_macaw.cli.demo import PLANS, format_summary, run_demo
     from ray_macaw.errors import unknown_name
 
     if args.family not in PLANS:

@@ -1,0 +1,1 @@
+"""The `ray-macaw` command: `main` builds the parser; one module per command group."""
