@@ -19,7 +19,7 @@ import fnmatch
 import hashlib
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -297,3 +297,25 @@ def local_lock_dir(root: Path | ObjectPath) -> Path:
         return root
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / "ray-macaw-locks" / digest
+
+
+def download_tree(
+    source: ObjectPath, target: Path, skip: Callable[[str], bool] = lambda name: False
+) -> int:
+    """Copy every object under `source` to the same relative path under `target`, leaving out
+    those with a path component for which `skip` is true; returns the number of files."""
+    selector = pafs.FileSelector(source.key, allow_not_found=True, recursive=True)
+    try:
+        infos = source.filesystem.get_file_info(selector)
+    except OSError as e:
+        raise StorageError(f"cannot list the prefix ({e})", _CREDENTIALS_FIX, source) from e
+    copied = 0
+    for info in infos:
+        relative = posixpath.relpath(info.path, source.key)
+        if info.type != pafs.FileType.File or any(skip(p) for p in relative.split("/")):
+            continue
+        local = target / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes((source / relative).read_bytes())
+        copied += 1
+    return copied
