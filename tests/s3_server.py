@@ -11,11 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import pyarrow.fs as pafs
 
@@ -72,12 +74,14 @@ def s3_server(
     port = port or free_port(host)
     started = time.monotonic()
     command = [*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    # The server logs every request: to a file, never to a pipe nobody drains (it would block).
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
     )
     endpoint = f"http://{host}:{port}"
     try:
-        _wait_until_up(process, endpoint, prefix)
+        _wait_until_up(process, endpoint, prefix, log)
         yield S3Server(endpoint, time.monotonic() - started)
     finally:
         process.terminate()
@@ -86,13 +90,17 @@ def s3_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
-def _wait_until_up(process: subprocess.Popen, endpoint: str, prefix: Sequence[str]) -> None:
+def _wait_until_up(
+    process: subprocess.Popen, endpoint: str, prefix: Sequence[str], log: IO[bytes]
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            log.seek(0)
+            raise RuntimeError(f"moto_server exited: {log.read().decode()[-2000:]}")
         if _answers(endpoint, prefix):
             return
         time.sleep(0.1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -66,15 +67,22 @@ def merge_records(manifest: Manifest, family_dir: Path | ObjectPath) -> Manifest
     return manifest
 
 
-def _parse(path: Path | ObjectPath) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SchemaError(
-            f"task record is not valid JSON ({e.msg})",
-            "delete it to fall back to manifest.json's entry, or re-collect the task",
-            path,
-        ) from e
+def _parse(path: Path | ObjectPath, attempts: int = 5) -> dict[str, Any]:
+    # S3 replaces an object atomically, but some S3-compatible servers (moto's in-memory one)
+    # rewrite it in place, so a read racing the owner's update can see a torn record: read again.
+    for attempt in range(attempts):
+        try:
+            doc = json.loads(path.read_text())
+            break
+        except json.JSONDecodeError as e:
+            if attempt + 1 < attempts:
+                time.sleep(0.05 * 2**attempt)
+                continue
+            raise SchemaError(
+                f"task record is not valid JSON ({e.msg})",
+                "delete it to fall back to manifest.json's entry, or re-collect the task",
+                path,
+            ) from e
     if not isinstance(doc, dict) or not isinstance(doc.get("task_id"), int):
         raise SchemaError(
             "task record must be a JSON object with an integer 'task_id'",
