@@ -212,7 +212,7 @@ def test_concurrent_writers_of_one_root_keep_each_others_entries(
 
 def tune_command(root: str, storage: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "ray_macaw.cli", "tune", str(GRID), "--set", f"data_root={root}",
+        sys.executable, "-m", "ray_macaw.cli.main", "tune", str(GRID), "--set", f"data_root={root}",
         "--set", "evaluation_interval=5", "--storage-path", storage, *extra,
     ]  # fmt: skip
 
@@ -264,7 +264,7 @@ def test_tune_on_s3_is_interrupted_resumed_and_reported(bucket: str, tmp_path: P
     assert SECRET not in resumed.stdout + resumed.stderr + log.read_text()
 
     report = subprocess.run(
-        [sys.executable, "-m", "ray_macaw.cli", "report", str(experiment)],
+        [sys.executable, "-m", "ray_macaw.cli.main", "report", str(experiment)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
