@@ -17,8 +17,8 @@ from dataclasses import replace
 import torch
 
 from ray_macaw.collect.behaviour import make_agent
-from ray_macaw.collect.config import CollectConfig
 from ray_macaw.collect.collector import TaskCollection
+from ray_macaw.collect.config import CollectConfig
 from ray_macaw.tasks import get_task_family
 
 CASES = {"cheetah-dir": {"learning_starts": 500}, "point-robot": {}}

@@ -37,13 +37,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
 import torch
+from _common import log, machine
 
 from ray_macaw import MACAW, MACAWConfig
-from ray_macaw.evaluation.offline import evaluate_task, summarise
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
-
-from _common import log, machine
+from ray_macaw.collect.run import collect
+from ray_macaw.evaluation.offline import evaluate_task, summarise
 
 FAMILY = "point-robot"
 TRAIN_TASKS = [0, 1, 2]  # the Algorithm needs training data to build; evaluation never reads it

@@ -77,8 +77,13 @@ def make_step(spec: dict):
     """A zero-argument meta-step (meta-gradient + Adam) of one variant, and its model."""
     import torch
 
-    from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, build_optimizers
-    from ray_macaw.macaw import meta_backward
+    from ray_macaw.macaw import (
+        InnerLoopConfig,
+        MACAWModel,
+        ModelConfig,
+        build_optimizers,
+        meta_backward,
+    )
 
     torch.manual_seed(0)
     model = MACAWModel(

@@ -27,12 +27,11 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _common import SHAPES, log, machine, write_root
 
 from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import Batch, TaskData, table_to_numpy
-
-from _common import SHAPES, log, machine, write_root
 
 STRIDE = 7  # the standard buffer stride (spec §6.2)
 BATCH = 256  # inner and outer batch size (spec §10)

@@ -36,11 +36,11 @@ from typing import Any
 # Keep Ray on 127.0.0.1 (read when ray is imported).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from ray_macaw.data.batches import BATCH_COLUMNS
-from ray_macaw.data import columns as C
-from ray_macaw.tasks import get_task_family
-
 from _common import SHAPES, log, machine, write_root
+
+from ray_macaw.data import columns as C
+from ray_macaw.data.batches import BATCH_COLUMNS
+from ray_macaw.tasks import get_task_family
 
 HELD_OUT_ROWS = 2000  # enough for the held-out task's stride-7 test buffer of 256 rows
 

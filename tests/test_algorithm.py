@@ -13,12 +13,12 @@ import torch
 import yaml
 
 from ray_macaw import MACAW, MACAWConfig
-from ray_macaw.training.run_file import RunConfigError, load_run_file
 from ray_macaw.algorithms.macaw.validation import MACAWConfigError
 from ray_macaw.cli.main import main
-from ray_macaw.errors import UnknownNameError
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
+from ray_macaw.errors import UnknownNameError
+from ray_macaw.training.run_file import RunConfigError, load_run_file
 
 TRAIN, TEST = [0, 1, 2, 4, 5], [3]
 
@@ -328,8 +328,8 @@ def test_online_finetuning_grows_the_buffer_by_the_collected_steps(
 def test_test_buffer_is_cut_like_the_inner_buffer(data_root: str) -> None:
     """Spec §6.2: held-out adaptation data comes from the test buffer, cut with the inner
     buffers' size, stride and position (the data-quality ablation relies on it)."""
-    from ray_macaw.evaluation.offline import adaptation_batch
     from ray_macaw.data.datasets import TaskDatasets
+    from ray_macaw.evaluation.offline import adaptation_batch
 
     config = small_config(data_root).offline_data(
         inner_buffer_size=100, inner_buffer_stride=1, inner_buffer_position="start"

@@ -14,11 +14,11 @@ import ray
 import torch
 
 from ray_macaw.cli.main import main
-from ray_macaw.data import columns as C
 from ray_macaw.collect.behaviour import ScriptedBehaviour
-from ray_macaw.collect.run import CollectionError, actor_name, collect
 from ray_macaw.collect.config import CollectConfig, CollectConfigError, parse_tasks
 from ray_macaw.collect.curves import curve_paths
+from ray_macaw.collect.run import CollectionError, actor_name, collect
+from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest
 from ray_macaw.errors import DataError, UnknownNameError

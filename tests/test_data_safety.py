@@ -15,8 +15,8 @@ import yaml
 from helpers import rollout, write_root
 
 from ray_macaw.cli.main import main
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest
 from ray_macaw.data.shards import ConcurrentWriteError, DatasetWriter
@@ -170,9 +170,9 @@ def test_a_second_train_on_a_running_output_is_refused(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        from ray_macaw.runtime.ownership import OwnedError
         from ray_macaw.training.run_file import load_run_file
         from ray_macaw.training.train import train
-        from ray_macaw.runtime.ownership import OwnedError
 
         config, options = load_run_file(run_file(tmp_path, data_root, str(out)))
         with pytest.raises(OwnedError, match=f"in use by a running command: pid {holder.pid} "):

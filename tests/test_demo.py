@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ray_macaw.evaluation.finetune import FineTuneConfig
 from ray_macaw.cli.demo import PLANS, format_summary, run_demo
+from ray_macaw.evaluation.finetune import FineTuneConfig
 
 TINY = replace(
     PLANS["point-robot"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_inner_loop import make_batch
 
 from ray_macaw import MACAWConfig
 from ray_macaw.algorithms.common.devices import resolve_device, to_cpu, to_device
@@ -16,7 +17,6 @@ from ray_macaw.macaw import (
     build_optimizers,
     meta_backward,
 )
-from test_inner_loop import make_batch
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

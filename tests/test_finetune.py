@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from ray_macaw.data import columns as C
+from ray_macaw.errors import UnknownNameError
 from ray_macaw.evaluation.finetune import (
     PAPER_SCHEDULE,
     FineTuneConfig,
@@ -16,8 +18,6 @@ from ray_macaw.evaluation.finetune import (
     fine_tune_buffer,
     online_rounds,
 )
-from ray_macaw.data import columns as C
-from ray_macaw.errors import UnknownNameError
 from tests.helpers import write_root
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ray_macaw import MACAWConfig
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 
 TRAIN = [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 39]
 TEST = [3, 11, 19, 27, 35]

@@ -11,8 +11,8 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 from ray_macaw.data.datasets import TaskDatasets
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ray_macaw.data.batches import TaskRequest, gather
 from ray_macaw.data import columns as C
+from ray_macaw.data.batches import TaskRequest, gather
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig
 from ray_macaw.macaw.multitask import MultitaskObjective

@@ -17,13 +17,13 @@ import ray
 import yaml
 from helpers import write_root
 
-from ray_macaw.training.run_file import RunConfigError, load_run_file
 from ray_macaw.cli.main import main
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.errors import DataError, SchemaError
+from ray_macaw.training.run_file import RunConfigError, load_run_file
 from ray_macaw.tune.spec import load_tune_spec
 
 TRAIN, TEST = [0, 1], [3]

@@ -15,11 +15,11 @@ from ray_macaw import MACAW, MACAWConfig
 from ray_macaw.algorithms.common.checkpoints import CheckpointError
 from ray_macaw.algorithms.pearl.algorithm import PEARL
 from ray_macaw.algorithms.pearl.config import PEARLConfig, PEARLConfigError
-from ray_macaw.training.run_file import RunConfigError, config_from_dict
 from ray_macaw.cli.main import main
-from ray_macaw.collect.run import collect
 from ray_macaw.collect.config import CollectConfig
+from ray_macaw.collect.run import collect
 from ray_macaw.errors import RayMacawError
+from ray_macaw.training.run_file import RunConfigError, config_from_dict
 
 TRAIN, TEST = [0, 1, 2, 4], [3, 5]
 SMALL = {

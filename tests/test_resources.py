@@ -12,8 +12,8 @@ import pytest
 import yaml
 from helpers import write_root
 
-from ray_macaw.runtime import ray_setup
 from ray_macaw.cli.main import main
+from ray_macaw.runtime import ray_setup
 
 
 @pytest.fixture(scope="module")

@@ -85,8 +85,8 @@ def run_demo(
     plan: DemoPlan, out: str | Path, *, progress: bool = True, log: Any = print
 ) -> dict[str, Any]:
     """Run every stage of `plan` under `out`; returns the summary that is also saved as JSON."""
-    from ray_macaw.collect.run import collect
     from ray_macaw.collect.config import CollectConfig
+    from ray_macaw.collect.run import collect
 
     out = Path(out).resolve() / plan.family  # one directory per family: reruns never mix them
     root = out / "data"
@@ -144,8 +144,8 @@ def _train(
 
 def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Offline adaptation of both models; online fine-tuning of MACAW."""
-    from ray_macaw.evaluation.finetune import finetune
     from ray_macaw.algorithms.common.checkpoints import open_checkpoint
+    from ray_macaw.evaluation.finetune import finetune
 
     figures: dict[str, dict[str, Any]] = {}
     for name, path in runs.items():

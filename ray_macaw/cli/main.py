@@ -66,7 +66,6 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     """`ray-macaw dataset inspect ROOT [--family F] [--json]`."""
     from ray_macaw.data.datasets import TaskDatasets, find_families
     from ray_macaw.data.storage import root_path
-
     from ray_macaw.errors import DataError, MissingDataError
 
     root = root_path(args.root)  # a local path or a URI (s3://bucket/prefix)
@@ -198,8 +197,8 @@ def _add_interchange_parsers(dataset_sub: Any) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """`ray-macaw collect --family F --out ROOT [...]`."""
-    from ray_macaw.collect.run import collect
     from ray_macaw.collect.config import CollectConfig
+    from ray_macaw.collect.run import collect
 
     config = CollectConfig(
         family=args.family,

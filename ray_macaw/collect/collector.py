@@ -16,7 +16,6 @@ import numpy as np
 import ray
 import torch
 
-from ray_macaw.data import columns as C
 from ray_macaw.collect.behaviour import (
     LEARNED_ALGOS,
     ScriptedBehaviour,
@@ -27,12 +26,13 @@ from ray_macaw.collect.behaviour import (
 )
 from ray_macaw.collect.config import CollectConfig
 from ray_macaw.collect.curves import curve_paths, summarise, write_curve
+from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
-from ray_macaw.data.task_data import TaskData
 from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import Manifest, PartRecord, TaskRecord, update_manifest
 from ray_macaw.data.shards import DatasetWriter, task_dir_name
 from ray_macaw.data.storage import ObjectPath, local_lock_dir, remove_tree, root_path
+from ray_macaw.data.task_data import TaskData
 from ray_macaw.errors import MissingDataError, recollect_fix
 from ray_macaw.tasks import TaskFamily, get_task_family
 

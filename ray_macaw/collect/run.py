@@ -16,7 +16,6 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from ray_macaw.collect.config import CollectConfig, parse_tasks
 from ray_macaw.collect.collector import (
     CollectorActor,
     completed_tasks,
@@ -24,6 +23,7 @@ from ray_macaw.collect.collector import (
     open_writer,
     task_owner_locks,
 )
+from ray_macaw.collect.config import CollectConfig, parse_tasks
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
 from ray_macaw.runtime.ownership import owning

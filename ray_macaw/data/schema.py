@@ -20,12 +20,12 @@ from ray_macaw.data.columns import (
     OBS,
     REWARDS,
     STEP,
-    T,
     TASK_ID,
     TERMINAL_DISCOUNT,
     TERMINAL_OBS,
     TERMINATED,
     TRUNCATED,
+    T,
 )
 from ray_macaw.errors import SchemaError
 

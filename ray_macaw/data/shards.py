@@ -27,8 +27,6 @@ from ray_macaw.data.manifest import (
 from ray_macaw.data.returns import EpisodeReturns, episode_returns
 from ray_macaw.data.storage import ObjectPath, replace, root_path
 from ray_macaw.errors import DataError, NonFiniteDataError
-
-
 from ray_macaw.tasks.base import TaskFamily
 
 DEFAULT_ROWS_PER_PART = 100_000

@@ -24,10 +24,10 @@ import numpy as np
 import ray
 import torch
 
-from ray_macaw.evaluation import offline as ev
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.returns import episode_returns
+from ray_macaw.evaluation import offline as ev
 from ray_macaw.macaw import InnerLoopConfig, ModelConfig
 from ray_macaw.macaw.objectives import get_objective
 

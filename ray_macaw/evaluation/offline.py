@@ -13,8 +13,8 @@ import numpy as np
 import ray
 import torch
 
-from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data import columns as C
+from ray_macaw.data.batches import BATCH_COLUMNS
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig
 from ray_macaw.macaw.objective import AdaptationSettings

@@ -21,9 +21,9 @@ import numpy as np
 import ray
 import torch
 
+from ray_macaw.data import columns as C
 from ray_macaw.evaluation import offline as ev
 from ray_macaw.evaluation.finetune import FineTuneConfig, fine_tune_buffer, online_rounds
-from ray_macaw.data import columns as C
 from ray_macaw.pearl import PEARLModel, PEARLModelConfig, SACConfig, context, sac_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 

@@ -27,7 +27,7 @@ from ray_macaw.macaw.inner_loop import (
     value_state,
 )
 from ray_macaw.macaw.model import MACAWModel, Params
-from ray_macaw.macaw.objective import Objective, AdaptationSettings
+from ray_macaw.macaw.objective import AdaptationSettings, Objective
 
 
 class MultitaskObjective(Objective):

@@ -3,8 +3,8 @@
 from ray_macaw.nn.layers import (
     LAYER_KINDS,
     BiasTransformLinear,
-    PlainLinear,
     LayerKind,
+    PlainLinear,
     WeightTransformLinear,
     latent_parameter_names,
     make_layer,

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from ray_macaw.algorithms.common.metrics import EVALUATION_AT_START
-from ray_macaw.training.train import METRICS_FILE
 from ray_macaw.errors import DataError, MissingDataError
+from ray_macaw.training.train import METRICS_FILE
 from ray_macaw.tune.run import FINETUNE_FILE, SPEC_FILE
 
 PRE, POST = "pre_adaptation_return_mean", "post_adaptation_return_mean"

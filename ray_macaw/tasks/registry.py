@@ -8,8 +8,8 @@ from ray_macaw.tasks.base import TaskFamily
 from ray_macaw.tasks.cheetah import CheetahDirFamily, CheetahVelFamily
 from ray_macaw.tasks.metaworld_ml45 import (
     ML45AuthorsFamily,
-    ML45FixedStickFamily,
     ML45Family,
+    ML45FixedStickFamily,
     ML45GoalFamily,
 )
 from ray_macaw.tasks.point_robot import PointRobotFamily

@@ -6,7 +6,7 @@ how to run.
     data_root: /tmp/pr-data
     seed: 0
     preset: standard              # optional: 'ml45', Table 4's (PEARL: Table 2's) ML45 column
-    task_batch_size: 5            # any setting of the config (algorithm/config.py, pearl_config.py)
+    task_batch_size: 5            # any setting of the config (algorithms/*/config.py)
     evaluation_interval: 250
     stop_meta_steps: 10000        # run options
     checkpoint_every: 1000
@@ -18,14 +18,16 @@ Unknown keys are refused with a did-you-mean, so a typo never silently falls bac
 from __future__ import annotations
 
 import numbers
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.common.config import OfflineMetaConfig
+from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.pearl.config import PEARLConfig
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 
@@ -60,36 +62,13 @@ class RunConfigError(RayMacawError, ValueError):
     """A run file that cannot be used as it is."""
 
 
-def _number(key: str, value: Any, settings: dict[str, Any], path: str | Path | None) -> Any:
-    """YAML reads `1e-4` (no dot) as a string: read it as the number the setting takes."""
-    default = settings.get(key)
-    numeric = isinstance(default, int | float) and not isinstance(default, bool)
-    if not numeric or not isinstance(value, str):
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        raise RunConfigError(
-            f"setting '{key}' must be a number, got '{value}'", f"write e.g. {key}: {default}", path
-        ) from None
-    return int(number) if isinstance(default, int) and number.is_integer() else number
-
-
-# Settings whose default is None, with the type they take otherwise.
-OPTIONAL_TYPES: dict[str, str] = {
-    "data_root": "str",
-    "split": "str",
-    "grad_clip_norm": "number",
-    "inner_buffer_stride": "int",
-    "train_tasks": "ints",
-    "test_tasks": "ints",
-    "inner_data_root": "str",
-    # None: the objective's network (macaw/objectives.py)
-    "advantage_head": "bool",
-    "policy_layer": "str",
-    "value_layer": "str",
+# Keys that are no setter parameter: (YAML kind, may be null).
+OTHER_TYPES = {
+    "seed": ("int", False),
+    "preset": ("str", False),
+    "algorithm": ("str", False),
+    "evaluation_interval": ("int", True),  # RLlib's: None or 0 turn evaluation off
 }
-OTHER_TYPES = {"seed": "int", "preset": "str", "algorithm": "str"}
 _EXAMPLES = {
     "int": "an integer such as 5",
     "number": "a number such as 0.001",
@@ -99,16 +78,43 @@ _EXAMPLES = {
 }
 
 
-def _kind(default: Any) -> str:
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "number"
-    if isinstance(default, tuple | list):
-        return "ints"
-    return "str"
+def _kind(hint: Any) -> tuple[str, bool]:
+    """The YAML kind a setting of type `hint` takes (its setter's annotation), and whether it
+    may be null."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    (base,) = [a for a in args if a is not type(None)]
+    if base is bool or base is int:
+        kind = base.__name__
+    elif base is float:
+        kind = "number"
+    elif typing.get_origin(base) in (tuple, list):
+        kind = "ints"
+    else:  # str, or a Literal of names
+        kind = "str"
+    return kind, type(None) in args
+
+
+def setting_kinds(config_class: type[OfflineMetaConfig]) -> dict[str, tuple[str, bool]]:
+    """Every key of a run file for `config_class` that has a type, with its kind."""
+    kinds = {k: _kind(hint) for k, hint in config_class.setting_types().items()}
+    return {**kinds, **OTHER_TYPES}
+
+
+def _number(key: str, value: Any, kinds: dict[str, tuple[str, bool]], path: Any) -> Any:
+    """YAML reads `1e-4` (no dot) as a string: read it as the number the setting takes."""
+    kind = kinds.get(key, ("", False))[0]
+    if kind not in ("int", "number") or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise RunConfigError(
+            f"setting '{key}' must be a number, got '{value}'",
+            f"write e.g. {key}: {'5' if kind == 'int' else '0.001'}",
+            path,
+        ) from None
+    return int(number) if kind == "int" and number.is_integer() else number
 
 
 def _integer(value: Any) -> bool:
@@ -125,22 +131,17 @@ def _is(kind: str, value: Any) -> bool:
     }[kind]
 
 
-def check_type(key: str, value: Any, default: Any, path: str | Path | None) -> None:
+def check_type(
+    key: str, value: Any, kind: tuple[str, bool], default: Any, path: str | Path | None
+) -> None:
     """Refuse a value of the wrong YAML type (a list, null, true, 1.5 for an integer...)."""
-    if key == "evaluation_interval":  # RLlib's: None or 0 turn evaluation off
-        kind, optional = "int", True
-    elif key in OPTIONAL_TYPES:
-        kind, optional = OPTIONAL_TYPES[key], True
-    elif key in OTHER_TYPES:
-        kind, optional = OTHER_TYPES[key], False
-    else:
-        kind, optional = _kind(default), False
-    if (value is None and optional) or _is(kind, value):
+    name, optional = kind
+    if (value is None and optional) or _is(name, value):
         return
     raise RunConfigError(
-        f"setting '{key}' must be {_EXAMPLES[kind]}{' or null' if optional else ''}, "
+        f"setting '{key}' must be {_EXAMPLES[name]}{' or null' if optional else ''}, "
         f"got {value!r} ({type(value).__name__})",
-        f"write e.g. {key}: {_example(key, default, kind)}",
+        f"write e.g. {key}: {_example(key, default, name)}",
         path,
     )
 
@@ -200,13 +201,14 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
                 f"unknown setting '{key}'"
                 + (f" ({', '.join(other)} has it, {name} does not)" if other else ""),
                 f"{did_you_mean(key, known)}remove it or use one of the settings of "
-                f"{config_class.__name__} (ray_macaw/algorithm/)",
+                f"{config_class.__name__} (ray_macaw/algorithms/)",
                 path,
             )
-    doc = {k: _number(k, v, settings, path) for k, v in doc.items()}
+    kinds = setting_kinds(config_class)
+    doc = {k: _number(k, v, kinds, path) for k, v in doc.items()}
     for key, value in doc.items():
-        if key in settings or key in OTHER_TYPES or key == "evaluation_interval":
-            check_type(key, value, settings.get(key), path)
+        if key in kinds:
+            check_type(key, value, kinds[key], settings.get(key), path)
     if (doc.get("evaluation_interval") or 0) < 0:
         raise RunConfigError(
             f"evaluation_interval cannot be negative, got {doc['evaluation_interval']}",

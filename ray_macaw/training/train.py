@@ -15,8 +15,8 @@ from tqdm import tqdm
 from ray_macaw.algorithms.common.config import OfflineMetaConfig
 from ray_macaw.algorithms.common.metrics import EVALUATION_AT_START
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
-from ray_macaw.training.run_file import RunConfigError, RunOptions
 from ray_macaw.runtime.ownership import OwnerLock
+from ray_macaw.training.run_file import RunConfigError, RunOptions
 
 LATEST = "latest"
 METRICS_FILE = "metrics.jsonl"

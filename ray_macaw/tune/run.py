@@ -15,10 +15,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ray_macaw.algorithms.common.checkpoints import open_checkpoint
-from ray_macaw.training.run_file import RunConfigError
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
 from ray_macaw.runtime.ray_setup import ensure_ray
+from ray_macaw.training.run_file import RunConfigError
 from ray_macaw.tune.spec import TuneSpec
 from ray_macaw.tune.trainable import SHARED, VARIANT, VARIANT_SETTINGS, MetaRLTrainable
 

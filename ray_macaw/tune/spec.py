@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from ray_macaw.data.storage import location
+from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 from ray_macaw.evaluation.finetune import FineTuneConfig
 from ray_macaw.training.run_file import (
     ANY_SETTING,
@@ -38,8 +40,6 @@ from ray_macaw.training.run_file import (
     config_from_dict,
     shared_settings_for,
 )
-from ray_macaw.data.storage import location
-from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 
 DEFAULT_METRIC = "held_out/post_adaptation_return_mean"  # see algorithm/metrics.py HELD_OUT
 SAMPLERS = ("grid_search", "choice", "uniform", "loguniform", "quniform", "randint")

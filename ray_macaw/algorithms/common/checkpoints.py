@@ -14,8 +14,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ray_macaw.version import __version__
 from ray_macaw.errors import MissingDataError, RayMacawError
+from ray_macaw.version import __version__
 
 FORMAT = 1  # bumped when the checkpoint state changes incompatibly
 

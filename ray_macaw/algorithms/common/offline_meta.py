@@ -28,16 +28,16 @@ from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 from ray_macaw.algorithms.common import checkpoints
-from ray_macaw.evaluation import offline as ev
 from ray_macaw.algorithms.common import metrics as M
-from ray_macaw.data.batches import BufferLayout
 from ray_macaw.algorithms.common.config import OfflineMetaConfig
+from ray_macaw.algorithms.common.data_checks import resolve_split
 from ray_macaw.algorithms.common.devices import to_cpu
-from ray_macaw.algorithms.macaw.validation import resolve_split
+from ray_macaw.data.batches import BufferLayout
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
-from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.data.storage import root_path
+from ray_macaw.errors import NonFiniteLossError
+from ray_macaw.evaluation import offline as ev
 from ray_macaw.runtime.shared_storage import check_shared
 
 

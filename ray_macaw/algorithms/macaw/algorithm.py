@@ -18,15 +18,15 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils.annotations import override
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.evaluation import offline as ev
 from ray_macaw.algorithms.common import metrics as M
-from ray_macaw.data.batches import sample_requests
-from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.common.devices import resolve_device, to_cpu
-from ray_macaw.evaluation.finetune import FineTuneActor
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.macaw.worker_pool import InnerLoopPool
 from ray_macaw.algorithms.macaw.workers import GradientComputer, add_gradients, load_batch_columns
+from ray_macaw.data.batches import sample_requests
+from ray_macaw.evaluation import offline as ev
+from ray_macaw.evaluation.finetune import FineTuneActor
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
 from ray_macaw.macaw.meta_gradient import (
     clip_per_network,
@@ -40,6 +40,7 @@ from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
 
 
+@MACAWConfig.builds
 class MACAW(OfflineMetaAlgorithm):
     """Meta-Actor Critic with Advantage Weighting (Mitchell et al., ICML 2021)."""
 

@@ -16,8 +16,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from ray_macaw.data.batches import TaskRequest
 from ray_macaw.algorithms.macaw.workers import InnerLoopWorker, assign_tasks, worker_options
+from ray_macaw.data.batches import TaskRequest
 from ray_macaw.errors import RayMacawError
 
 logger = logging.getLogger(__name__)

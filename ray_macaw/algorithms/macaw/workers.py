@@ -14,8 +14,8 @@ import pyarrow as pa
 import ray
 import torch
 
-from ray_macaw.data.batches import BATCH_COLUMNS, TaskRequest, gather
 from ray_macaw.algorithms.common.devices import resolve_device, to_device
+from ray_macaw.data.batches import BATCH_COLUMNS, TaskRequest, gather
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, meta_backward

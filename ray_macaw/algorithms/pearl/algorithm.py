@@ -22,10 +22,10 @@ from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFET
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from ray_macaw.algorithms.common import metrics as M
-from ray_macaw.evaluation import pearl as pev
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithms.pearl.config import PEARLConfig
 from ray_macaw.data.samplers import uniform_batch
+from ray_macaw.evaluation import pearl as pev
 from ray_macaw.pearl import PEARLModel, SACConfig, meta_batch_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 from ray_macaw.tasks import get_task_family
@@ -35,6 +35,7 @@ LOSSES = "pearl"  # learners/pearl: losses and posterior statistics of each step
 OPTIMIZED = {"policy": "policy", "qf1": "qf1", "qf2": "qf2", "vf": "vf", "context": "encoder"}
 
 
+@PEARLConfig.builds
 class PEARL(OfflineMetaAlgorithm):
     """Offline PEARL: context encoder + SAC, trained offline on each task's data."""
 

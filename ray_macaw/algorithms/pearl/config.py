@@ -1,57 +1,23 @@
-"""`PEARLConfig`: Offline PEARL's settings (appendix Table 2), documented once.
+"""`PEARLConfig`: Offline PEARL's settings (appendix Table 2), each documented once in its
+setter.
 
-Tasks, data root and buffer cuts are MACAW's (config_base.py): the posterior is inferred from
-uniform rows of each task's inner buffer (the data MACAW adapts on) and SAC trains on uniform rows
-of its outer buffer; at test time, from the same adaptation batch MACAW gets (spec §7.1).
+Tasks, data root and buffer cuts are MACAW's (`algorithms/common/config.py`): the posterior is
+inferred from uniform rows of each task's inner buffer (the data MACAW adapts on) and SAC trains
+on uniform rows of its outer buffer; at test time, from the same adaptation batch MACAW gets
+(spec §7.1).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 
-from ray_macaw.algorithms.common.config import DATA, ENVIRONMENT, OfflineMetaConfig
-from ray_macaw.errors import RayMacawError
+from ray_macaw.algorithms.common.config import ConfigError, NotProvided, OfflineMetaConfig
+from ray_macaw.algorithms.common.data_checks import check_data_serves, resolve_split
 from ray_macaw.pearl import PEARLModelConfig, SACConfig
 
-TRAINING = {
-    "task_batch_size": 10,  # tasks per step (Table 2 "meta batch size": 4-10)
-    "batch_size": 256,  # SAC rows per task, from its outer buffer
-    "embedding_batch_size": 100,  # context rows per task, from its inner buffer (100-256)
-    "kl_lambda": 0.1,  # KL penalty on the task posterior
-    "hidden": (300, 300, 300),  # policy, Q and V hidden widths
-    "encoder_hidden": (200, 200, 200),  # context encoder hidden widths (Rakelly et al.)
-    "latent_dim": 5,  # size of z
-    "context_next_obs": False,  # include s' in context transitions (PEARL's default: no)
-    "policy_lr": 3e-4,
-    "qf_lr": 3e-4,
-    "vf_lr": 3e-4,
-    "context_lr": 3e-4,
-    "reward_scale": 5.0,
-    "discount": 0.99,
-    "soft_target_tau": 0.005,  # Polyak rate of the target V
-    "policy_mean_reg": 1e-3,  # weight of mean(mu^2) in the policy loss
-    "policy_std_reg": 1e-3,  # weight of mean(log_std^2)
-    "non_finite_loss": "skip",  # non-finite loss: 'skip' that update (counted) or 'stop'
-}
-EVALUATION = {
-    "eval_adaptation_batch_size": 256,  # uniform test-buffer rows the posterior is inferred from
-    "eval_episodes_per_task": 1,  # deterministic episodes per held-out task
-    "eval_num_cpus_per_task": 1.0,  # CPUs of each held-out task's evaluation (a Ray task)
-    "eval_at_start": True,  # also evaluate the untrained model, at meta-step 0
-}
-# Appendix Table 2: the standard column is the defaults above; the Meta-World column differs here.
-PRESETS: dict[str, dict[str, Any]] = {
-    "standard": {},
-    "ml45": {
-        "task_batch_size": 16,
-        "embedding_batch_size": 750,
-        "hidden": (512, 512, 512),
-        "latent_dim": 8,
-    },
-}
 POSITIVE = (
     "task_batch_size",
     "batch_size",
@@ -68,7 +34,7 @@ POSITIVE = (
 )
 
 
-class PEARLConfigError(RayMacawError, ValueError):
+class PEARLConfigError(ConfigError):
     """An Offline PEARL setting that cannot work, and how to fix it."""
 
 
@@ -83,45 +49,95 @@ class PEARLConfig(OfflineMetaConfig):
         algo = config.build_algo()
     """
 
-    GROUPS: ClassVar[dict[str, dict[str, Any]]] = {
-        "environment": ENVIRONMENT,
-        "data": DATA,
-        "training": TRAINING,
-        "evaluation": EVALUATION,
+    error: ClassVar[type[ConfigError]] = PEARLConfigError
+    # Appendix Table 2: the standard column is the defaults; the Meta-World column differs here.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "standard": {},
+        "ml45": {
+            "task_batch_size": 16,
+            "embedding_batch_size": 750,
+            "hidden": (512, 512, 512),
+            "latent_dim": 8,
+        },
     }
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
-
-    task_batch_size: int
-    batch_size: int
-    embedding_batch_size: int
-    kl_lambda: float
-    hidden: tuple[int, ...]
-    encoder_hidden: tuple[int, ...]
-    latent_dim: int
-    context_next_obs: bool
-    policy_lr: float
-    qf_lr: float
-    vf_lr: float
-    context_lr: float
-    reward_scale: float
-    discount: float
-    soft_target_tau: float
-    policy_mean_reg: float
-    policy_std_reg: float
-    non_finite_loss: Literal["skip", "stop"]
 
     def __init__(self, algo_class: type | None = None) -> None:
-        from ray_macaw.algorithms.pearl.algorithm import PEARL
+        super().__init__(algo_class=algo_class)
+        # .training() (appendix Table 2)
+        self.task_batch_size = 10
+        self.batch_size = 256
+        self.embedding_batch_size = 100
+        self.kl_lambda = 0.1
+        self.hidden: tuple[int, ...] = (300, 300, 300)
+        self.encoder_hidden: tuple[int, ...] = (200, 200, 200)
+        self.latent_dim = 5
+        self.context_next_obs = False
+        self.policy_lr = 3e-4
+        self.qf_lr = 3e-4
+        self.vf_lr = 3e-4
+        self.context_lr = 3e-4
+        self.reward_scale = 5.0
+        self.discount = 0.99
+        self.soft_target_tau = 0.005
+        self.policy_mean_reg = 1e-3
+        self.policy_std_reg = 1e-3
+        self.non_finite_loss: Literal["skip", "stop"] = "skip"
 
-        super().__init__(algo_class=algo_class or PEARL)
+    @override(AlgorithmConfig)
+    def training(
+        self,
+        *,
+        task_batch_size: int = NotProvided,
+        batch_size: int = NotProvided,
+        embedding_batch_size: int = NotProvided,
+        kl_lambda: float = NotProvided,
+        hidden: tuple[int, ...] = NotProvided,
+        encoder_hidden: tuple[int, ...] = NotProvided,
+        latent_dim: int = NotProvided,
+        context_next_obs: bool = NotProvided,
+        policy_lr: float = NotProvided,
+        qf_lr: float = NotProvided,
+        vf_lr: float = NotProvided,
+        context_lr: float = NotProvided,
+        reward_scale: float = NotProvided,
+        discount: float = NotProvided,
+        soft_target_tau: float = NotProvided,
+        policy_mean_reg: float = NotProvided,
+        policy_std_reg: float = NotProvided,
+        non_finite_loss: Literal["skip", "stop"] = NotProvided,
+        **kwargs: Any,
+    ) -> Self:
+        """Offline PEARL's hyperparameters (appendix Table 2; Rakelly et al. 2019).
+
+        Args:
+            task_batch_size: Tasks per step (Table 2 "meta batch size": 4-10).
+            batch_size: SAC rows per task, from its outer buffer.
+            embedding_batch_size: Context rows per task, from its inner buffer (100-256).
+            kl_lambda: KL penalty on the task posterior.
+            hidden: Policy, Q and V hidden widths.
+            encoder_hidden: Context encoder hidden widths.
+            latent_dim: Size of z.
+            context_next_obs: Include s' in context transitions (PEARL's default: no).
+            policy_lr: Adam lr of the policy.
+            qf_lr: Adam lr of both Q networks.
+            vf_lr: Adam lr of V.
+            context_lr: Adam lr of the context encoder.
+            reward_scale: SAC's reward scale.
+            discount: SAC's discount.
+            soft_target_tau: Polyak rate of the target V.
+            policy_mean_reg: Weight of mean(mu^2) in the policy loss.
+            policy_std_reg: Weight of mean(log_std^2).
+            non_finite_loss: On a non-finite loss, 'skip' that update (counted) or 'stop'.
+            kwargs: RLlib's `training()` settings.
+        """
+        super().training(**kwargs)
+        return self._apply("training", locals())
 
     @override(AlgorithmConfig)
     def validate(self, check_data: bool = True) -> None:
         """RLlib's checks, then PEARL's, each with the fix; with `check_data=False`, the
         settings alone (the data need not exist yet)."""
         super().validate()
-        from ray_macaw.algorithms.macaw.validation import check_data_serves, resolve_split
-
         for name in POSITIVE:
             if not getattr(self, name) > 0:
                 raise PEARLConfigError(
