@@ -110,7 +110,10 @@ def _wait_until_up(
 def _answers(endpoint: str, prefix: Sequence[str]) -> bool:
     if prefix:  # the server is in another network namespace: ask from there
         probe = f"import urllib.request; urllib.request.urlopen('{endpoint}/moto-api/', timeout=1)"
-        return subprocess.run([*prefix, sys.executable, "-c", probe]).returncode == 0
+        return (
+            subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True).returncode
+            == 0
+        )
     try:
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
         return True

@@ -27,7 +27,7 @@ import yaml
 from netns import Host, NamespacesUnavailable, two_hosts
 from s3_server import S3Server, s3_server
 
-RAY = str(Path(sys.executable).parent / "ray")
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # this interpreter, whatever bin/ray's #! says
 RAY_PORT = 6379
 CLI = [sys.executable, "-m", "ray_macaw.cli.main"]
 
@@ -71,12 +71,12 @@ class Cluster:
         }
 
     def start(self) -> None:
-        head = [RAY, "start", "--head", "--block", f"--node-ip-address={self.head.address}",
+        head = [*RAY, "start", "--head", "--block", f"--node-ip-address={self.head.address}",
                 f"--port={RAY_PORT}", "--num-cpus=1", "--include-dashboard=false",
                 "--disable-usage-stats", f"--temp-dir={self.head_dir / 'ray'}"]  # fmt: skip
         self._spawn([*self.head.prefix, *head], self.env(str(self.head_dir)), self.head_dir)
         worker_dir = f"/tmp/rmw-{self.marker}"  # on the worker's private tmpfs
-        worker = [RAY, "start", "--block", f"--address={self.head.address}:{RAY_PORT}",
+        worker = [*RAY, "start", "--block", f"--address={self.head.address}:{RAY_PORT}",
                   f"--node-ip-address={self.worker.address}", "--num-cpus=1",
                   "--disable-usage-stats", f"--temp-dir={worker_dir}/ray"]  # fmt: skip
         # A disk of its own: fresh tmpfs over /tmp and /dev/shm, seen by this node only.
