@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray_macaw.data.storage import ObjectPath
 
 
 class RayMacawError(Exception):
@@ -78,7 +81,7 @@ class SchemaVersionError(DataError):
     """A manifest written by a newer (or unknown) version of the data format."""
 
 
-def recollect_fix(family_dir: Path, task_id: int) -> str:
+def recollect_fix(family_dir: Path | ObjectPath, task_id: int) -> str:
     """The fix that collects one task again from scratch (its data is discarded first)."""
     return (
         f"re-collect it from scratch: re-run the `ray-macaw collect --family {family_dir.name} "

@@ -186,7 +186,8 @@ class TaskCollection:
     def _checkpoint(self, part: PartRecord) -> None:
         rows = part.first_step + part.rows
         save_checkpoint(self.agent, self.agent_dir / f"ckpt-{rows:012d}.pt", rows)
-        for old in sorted(self.agent_dir.glob("ckpt-*.pt"))[:-KEEP_CHECKPOINTS]:
+        saved: list[Path | ObjectPath] = sorted(self.agent_dir.glob("ckpt-*.pt"), key=str)
+        for old in saved[:-KEEP_CHECKPOINTS]:
             old.unlink()
 
     def _run_scripted(self, remaining: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray_macaw.data.atomic import atomic_write_bytes, file_lock
 from ray_macaw.data.schema import SCHEMA_VERSION
-from ray_macaw.data.storage import ObjectPath, local_lock_dir
+from ray_macaw.data.storage import ObjectPath, StoragePath, local_lock_dir
 from ray_macaw.errors import DataError, MissingDataError, SchemaError, SchemaVersionError
 
 MANIFEST_NAME = "manifest.json"
@@ -84,7 +84,7 @@ class Manifest:
         return json.dumps(doc, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, path: Path) -> Manifest:
+    def from_json(cls, text: str, path: StoragePath) -> Manifest:
         """Parse and check a manifest; errors name `path`."""
         try:
             doc = json.loads(text)
@@ -139,7 +139,7 @@ class Manifest:
 _PART_FIELDS = {"file": str, "rows": int, "episodes": int, "sha256": str, "first_step": int}
 
 
-def check_fields(manifest: Manifest, path: Path) -> None:
+def check_fields(manifest: Manifest, path: StoragePath) -> None:
     """Field types a JSON manifest could get wrong, and part paths confined to the family
     directory (no absolute path, no '..'), so a manifest never makes ray-macaw read elsewhere.
 
@@ -167,7 +167,7 @@ def check_fields(manifest: Manifest, path: Path) -> None:
                 )
 
 
-def check_version(doc: dict[str, Any], path: Path) -> None:
+def check_version(doc: dict[str, Any], path: StoragePath) -> None:
     """Refuse manifests from a newer data format than this ray-macaw reads."""
     version = doc.get("schema_version")
     if not isinstance(version, int):

@@ -25,7 +25,7 @@ from ray_macaw.data.manifest import (
     update_manifest,
 )
 from ray_macaw.data.returns import EpisodeReturns, episode_returns
-from ray_macaw.data.storage import ObjectPath, replace, root_path
+from ray_macaw.data.storage import ObjectPath, StoragePath, replace, root_path
 from ray_macaw.errors import DataError, NonFiniteDataError
 from ray_macaw.tasks.base import TaskFamily
 
@@ -157,7 +157,7 @@ class DatasetWriter:
         )
 
 
-def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) -> None:
+def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: StoragePath) -> None:
     keys = (
         "family",
         "family_seed",

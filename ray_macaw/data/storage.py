@@ -257,6 +257,9 @@ class ObjectPath:
         yield from found
 
 
+StoragePath = Path | ObjectPath  # a local file or directory, or one on object storage
+
+
 def replace(source: Path | ObjectPath, target: Path | ObjectPath) -> None:
     """Move a complete file into place: `os.replace` locally; on object storage a server-side
     copy (the target appears whole or not at all), then the source is deleted."""
