@@ -7,6 +7,7 @@ and library users can catch one type.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,15 +39,11 @@ class RayMacawError(Exception):
 
 
 def _as_path(path: str | Path | object) -> Any:
-    """A local `Path`, or for a URI (`s3://bucket/key`) its `ObjectPath`, whose name keeps the
-    scheme (`Path` would fold 's3://' into 's3:/')."""
-    if isinstance(path, Path):
-        return path
-    if isinstance(path, str) and "://" not in path:
+    """A local path as a `Path`; an `ObjectPath`, or a URI as written ('s3://bucket/key': `Path`
+    would fold it into 's3:/bucket/key'), as it is."""
+    if isinstance(path, str | os.PathLike) and "://" not in str(path):
         return Path(path)
-    from ray_macaw.data.storage import root_path
-
-    return root_path(str(path))
+    return path
 
 
 class UnknownNameError(RayMacawError, ValueError):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ray_macaw.data.atomic import atomic_write_bytes, file_lock
+from ray_macaw.data.manifest_records import read_records, uses_task_records, write_record
 from ray_macaw.data.schema import SCHEMA_VERSION
 from ray_macaw.data.storage import ObjectPath, StoragePath, local_lock_dir
 from ray_macaw.errors import DataError, MissingDataError, SchemaError, SchemaVersionError
@@ -120,7 +122,6 @@ class Manifest:
     @classmethod
     def load(cls, family_dir: Path | ObjectPath) -> Manifest:
         """Read `<family_dir>/manifest.json` (and merge the per-task records of object storage)."""
-        from ray_macaw.data.manifest_records import merge_records  # it builds on this module
 
         path = family_dir / MANIFEST_NAME
         if not path.is_file():
@@ -129,7 +130,7 @@ class Manifest:
                 "point at a root written by `ray-macaw collect` (ROOT/<family>/manifest.json)",
                 path,
             )
-        return merge_records(cls.from_json(path.read_text(), path), family_dir)
+        return _merge_records(cls.from_json(path.read_text(), path), family_dir)
 
     def save(self, family_dir: Path | ObjectPath) -> None:
         """Write atomically (temporary file, then rename)."""
@@ -197,12 +198,44 @@ def update_manifest(family_dir: Path | ObjectPath, change: Callable[[Manifest], 
     other's updates; on object storage each task's entry is its own object
     (`manifest_records`), so writers of different tasks never overwrite each other.
     """
-    from ray_macaw.data.manifest_records import update_records, uses_task_records
-
     with manifest_lock(family_dir):
         manifest = Manifest.load(family_dir)
         if uses_task_records(family_dir):
-            return update_records(family_dir, manifest, change)
+            return _update_records(family_dir, manifest, change)
         change(manifest)
         manifest.save(family_dir)
     return manifest
+
+
+def _merge_records(manifest: Manifest, family_dir: StoragePath) -> Manifest:
+    """`manifest` with each task's own record (`manifest_records`) in place of its entry."""
+    for path, doc in read_records(family_dir):
+        check_version(doc, path)
+        doc.pop("schema_version")
+        try:
+            parts = [PartRecord(**p) for p in doc.pop("parts", [])]
+            manifest.tasks[doc["task_id"]] = TaskRecord(**doc, parts=parts)
+        except (TypeError, ValueError) as e:
+            raise SchemaError(
+                f"task record has missing or unexpected fields ({e})",
+                "delete it to fall back to manifest.json's entry, or re-collect the task",
+                path,
+            ) from e
+    check_fields(manifest, family_dir)
+    return manifest
+
+
+def _update_records(
+    family_dir: StoragePath, manifest: Manifest, change: Callable[[Manifest], None]
+) -> Manifest:
+    """Apply `change` to a merged manifest and write the records of the tasks it changed (the
+    family's settings in manifest.json are written once, when the root is made)."""
+    changed = copy.deepcopy(manifest)
+    change(changed)
+    settings = [f.name for f in fields(changed) if f.name != "tasks"]
+    if any(getattr(changed, n) != getattr(manifest, n) for n in settings):
+        raise ValueError("a manifest update may change task entries only")
+    for task_id, record in changed.tasks.items():
+        if manifest.tasks.get(task_id) != record:
+            write_record(family_dir, task_id, {"schema_version": SCHEMA_VERSION, **asdict(record)})
+    return changed
