@@ -203,3 +203,22 @@ def test_a_local_data_root_is_refused_across_hosts(cluster: Cluster) -> None:
     assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
     line = refused.stderr.strip().splitlines()[-1]
     assert "is not the same on 1 of 2 nodes" in line and "shared" in line, line
+
+
+_UNREACHABLE = """
+import ray
+from ray_macaw.runtime.shared_storage import StorageNotSharedError, check_shared
+# Every worker of this job gets an endpoint where no S3 server listens; the driver keeps its own.
+ray.init(runtime_env={{"env_vars": {{"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}}}})
+try:
+    check_shared("{root}")
+except StorageNotSharedError as e:
+    print(e)
+"""
+
+
+def test_a_store_the_nodes_cannot_reach_is_refused_naming_the_fix(cluster: Cluster) -> None:
+    script = _UNREACHABLE.format(root=f"{cluster.bucket}/unreachable")
+    done = cluster.on_head([sys.executable, "-c", script], timeout=120)
+    line = done.stdout.strip().splitlines()[-1]
+    assert "cannot be read from 2 of 2 nodes" in line and "AWS_ENDPOINT_URL" in line, line
