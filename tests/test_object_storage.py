@@ -100,6 +100,7 @@ def test_collect_killed_mid_run_resumes_then_trains(
         partial.rows,
     ]
     assert (family_dir / "_curves" / "task_id=1.png").read_bytes()[:4] == b"\x89PNG"
+    assert TaskDatasets(root).ray_dataset(1).count() == 400  # Ray Data reads the parts from S3
     assert len(list((family_dir / "_agents" / "task_id=1").glob("ckpt-*.pt"))) == 2
 
     run_file = tmp_path / "run.yaml"
