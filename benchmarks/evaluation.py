@@ -42,7 +42,7 @@ from _common import log, machine
 from ray_macaw import MACAW, MACAWConfig
 from ray_macaw.collect.config import CollectConfig
 from ray_macaw.collect.run import collect
-from ray_macaw.evaluation.offline import evaluate_task, summarise
+from ray_macaw.evaluation.held_out import evaluate_task, summarise
 
 FAMILY = "point-robot"
 TRAIN_TASKS = [0, 1, 2]  # the Algorithm needs training data to build; evaluation never reads it
@@ -112,10 +112,9 @@ def sequential(algo: MACAW, episodes: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     try:
         results = []
-        for args in algo.held_out_arguments(algo.adaptation_options(episodes)):
+        for task, weights in algo.held_out_arguments(algo.adaptation_options(episodes)):
             # The weights travel as an ObjectRef to the Ray tasks; here they are fetched.
-            local = [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args]
-            results.append(evaluate_task(*local))
+            results.append(evaluate_task(task, ray.get(weights), algo.adaptation))
         return summarise(results)
     finally:
         torch.set_num_threads(default)

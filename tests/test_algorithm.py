@@ -329,7 +329,8 @@ def test_test_buffer_is_cut_like_the_inner_buffer(data_root: str) -> None:
     """Spec §6.2: held-out adaptation data comes from the test buffer, cut with the inner
     buffers' size, stride and position (the data-quality ablation relies on it)."""
     from ray_macaw.data.datasets import TaskDatasets
-    from ray_macaw.evaluation.offline import adaptation_batch
+    from ray_macaw.evaluation.held_out import HeldOutTask
+    from ray_macaw.evaluation.offline import MACAWAdaptation
 
     config = small_config(data_root).offline_data(
         inner_buffer_size=100, inner_buffer_stride=1, inner_buffer_position="start"
@@ -339,7 +340,8 @@ def test_test_buffer_is_cut_like_the_inner_buffer(data_root: str) -> None:
     }  # fmt: skip
     assert config.outer_buffer() == {"size": -1, "stride": 7}  # outer keeps its own stride
     options = {"batch_size": 64, "seed": 0, "test_buffer": config.inner_buffer()}
-    batch = adaptation_batch(data_root, "point-robot", TEST[0], options)
+    held_out = HeldOutTask(None, None, data_root, "point-robot", 0, TEST[0], options)
+    batch = MACAWAdaptation().batch(held_out)
     task = TaskDatasets(data_root, "point-robot").load(TEST[0])
     first = {tuple(row) for row in task.columns["obs"][:100].tolist()}
     later = {tuple(row) for row in task.columns["obs"][100:].tolist()}
@@ -364,8 +366,8 @@ def test_a_separate_inner_root_serves_the_inner_and_test_buffers(
         assert algo.local is not None and algo.local.inner_data is not None
         random_obs = algo.local.inner_data[0].columns["obs"]
         assert len(random_obs) == 160 and len(algo.local.data[0].columns["obs"]) == 1400
-        (args, *_) = algo.held_out_arguments({})
-        assert args[3] == str(inner_root)  # test buffers come from the inner root
+        (task, _), *_ = algo.held_out_arguments({})
+        assert task.root == str(inner_root)  # test buffers come from the inner root
         algo.train()
     finally:
         algo.stop()

@@ -10,6 +10,23 @@ import ray_macaw
 
 PACKAGE = Path(ray_macaw.__file__).parent
 MATH_PACKAGES = ("ray_macaw.nn", "ray_macaw.macaw", "ray_macaw.pearl")
+# The layers of docs/architecture.md, bottom first: a module imports its own unit and units of
+# lower layers only (never a layer above, nor another unit of its own layer).
+LAYERS = (
+    ("ray_macaw.version", "ray_macaw.errors", "ray_macaw.outputs"),
+    ("ray_macaw.tasks", "ray_macaw.nn"),
+    ("ray_macaw.data",),
+    ("ray_macaw.macaw", "ray_macaw.pearl", "ray_macaw.runtime"),
+    ("ray_macaw.collect", "ray_macaw.evaluation"),
+    ("ray_macaw.algorithms", "ray_macaw.algorithms.common"),
+    ("ray_macaw.algorithms.macaw", "ray_macaw.algorithms.pearl"),
+    ("ray_macaw.training",),
+    ("ray_macaw.tune", "ray_macaw.report"),
+    ("ray_macaw.supervised",),
+    ("ray_macaw.cli",),
+    ("ray_macaw",),  # the public names (its __init__), from anywhere below
+)
+RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
 
 def module_name(path: Path) -> str:
@@ -116,6 +133,26 @@ def test_no_import_cycles_between_modules() -> None:
     assert not found, "import cycles (break each by moving what both need below them): " + (
         "; ".join(" <-> ".join(c) for c in found)
     )
+
+
+def unit(module: str) -> str:
+    """The longest `LAYERS` entry that `module` is or lies in."""
+    parts = module.split(".")
+    return next(u for i in range(len(parts), 0, -1) if (u := ".".join(parts[:i])) in RANK)
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    assert all(unit(m) for m in MODULES)
+
+
+def test_modules_import_only_downwards() -> None:
+    upward = [
+        f"{m} -> {t}"
+        for m, targets_ in graph().items()
+        for t in sorted(targets_)
+        if unit(t) != unit(m) and RANK[unit(t)] >= RANK[unit(m)]
+    ]
+    assert not upward, "imports against the layers of docs/architecture.md: " + "; ".join(upward)
 
 
 def test_math_packages_reach_neither_ray_nor_rllib() -> None:

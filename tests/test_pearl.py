@@ -127,7 +127,7 @@ def test_context_rows_come_from_inner_buffers_and_sac_rows_from_outer_ones(data_
 
 def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
     """Task inference is a real posterior: different tasks' rows give different z."""
-    from ray_macaw.evaluation import offline as ev
+    from ray_macaw.evaluation.held_out import HeldOutTask
     from ray_macaw.evaluation.pearl import infer_task
     from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 
@@ -137,7 +137,9 @@ def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
         zs = [
             infer_task(
                 algo.model,
-                ev.adaptation_batch(data_root, "point-robot", t, options, TRANSITION_COLUMNS),
+                HeldOutTask(None, None, data_root, "point-robot", 0, t, options).adaptation_batch(
+                    TRANSITION_COLUMNS
+                ),
             )
             for t in TEST
         ]
@@ -149,19 +151,14 @@ def test_inference_depends_on_the_adaptation_batch(data_root: str) -> None:
 
 def test_task_inference_uses_the_rows_macaw_adapts_on(data_root: str) -> None:
     """Spec §7.1: at the same seed and step, PEARL infers from MACAW's adaptation batch."""
-    from ray_macaw.evaluation import offline as ev
-
     pearl = small_config(data_root).build_algo()
     macaw = small_macaw(data_root)
     try:
         batches = []
         for algo in (pearl, macaw):
             batches.append([])
-            for arguments in algo.held_out_arguments(algo.adaptation_options()):
-                *_, root, family, _, task_id, options = arguments
-                batches[-1].append(
-                    ev.adaptation_batch(root, family, task_id, options, ("obs", "actions"))
-                )
+            for task, _ in algo.held_out_arguments(algo.adaptation_options()):
+                batches[-1].append(task.adaptation_batch(("obs", "actions")))
         for mine, theirs in zip(*batches, strict=True):
             assert torch.equal(mine["obs"], theirs["obs"])
             assert torch.equal(mine["actions"], theirs["actions"])

@@ -17,10 +17,11 @@ from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.algorithms.macaw.algorithm import MACAW
 from ray_macaw.algorithms.pearl.algorithm import PEARL
 from ray_macaw.cli.main import main
+from ray_macaw.outputs import FINETUNE_FILE
 from ray_macaw.report.runs import Run, load_runs
 from ray_macaw.report.summary import format_table, summary_rows
 from ray_macaw.training.run_file import RunConfigError
-from ray_macaw.tune.run import FINETUNE_FILE, run_tune
+from ray_macaw.tune.run import run_tune
 from ray_macaw.tune.spec import load_tune_spec
 
 CONFIGS = Path(__file__).parent.parent / "tune_configs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray_macaw.errors import UnknownNameError
@@ -65,3 +65,8 @@ def add_experiment_options(
     parser.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
     parser.add_argument("--address", default=None, help="Ray cluster (default: local Ray)")
     parser.add_argument("--json", action="store_true", help="print a summary of the trials as JSON")
+
+
+def print_doc(doc: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]) -> None:
+    """A command's result: JSON with --json, else the command's rendering."""
+    print(json.dumps(doc, indent=2) if as_json else render(doc))

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ray_macaw.evaluation.finetune import FineTuneConfig
+from ray_macaw.outputs import LATEST
 from ray_macaw.training.run_file import RunOptions, config_from_dict
-from ray_macaw.training.train import LATEST, train
+from ray_macaw.training.train import train
 
 # The paper's multi-task + fine-tuning baseline (spec §9); the objective brings its network
 # (bias-transform layers, no advantage head) and one-hot task ids.

@@ -9,7 +9,7 @@ fresh uniform batch, with the data's discount. `FineTuneConfig.preset("paper")` 
 instead: 100 (value, policy) step pairs per trajectory on the aggregate buffer (the adaptation batch
 plus every online transition). Returns are measured at each budget of extra environment steps.
 Tasks run in parallel Ray actors. Offline PEARL + FT runs the same rounds (`online_rounds`) in its
-own actor (`pearl_evaluation.PEARLFineTuneActor`), with `policy_steps` SAC updates per round.
+own actor (`evaluation/pearl.py` `PEARLFineTuneActor`), with `policy_steps` SAC updates per round.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 from ray_macaw.data import columns as C
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.returns import episode_returns
-from ray_macaw.evaluation import offline as ev
-from ray_macaw.macaw import InnerLoopConfig, ModelConfig
+from ray_macaw.evaluation.held_out import HeldOutTask, prepare, rollout
+from ray_macaw.evaluation.offline import MACAWAdaptation, one_hot_width, with_zero_task_id
 from ray_macaw.macaw.objectives import get_objective
 
 # The paper's reading of appendix C.2 (the defaults are the authors' code, spec §7.3).
@@ -229,32 +229,19 @@ class FineTuneActor:
     """Fine-tunes one held-out task in its own process."""
 
     def run(
-        self,
-        model_config: ModelConfig,
-        inner_config: InnerLoopConfig,
-        weights: Mapping[str, torch.Tensor],
-        root: str,
-        family: str,
-        family_seed: int,
-        task_id: int,
-        options: Mapping[str, Any],
-        settings: Mapping[str, Any],
+        self, task: HeldOutTask, weights: Mapping[str, torch.Tensor], settings: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Offline adaptation, then the online rounds; returns per-budget figures."""
         cfg = FineTuneConfig(**settings)
-        model, env = ev.load_task(model_config, weights, family, family_seed, task_id)
-        seed, one_hot = options["seed"], int(options.get("one_hot_tasks", 0))
-        batch = ev.adaptation_batch(root, family, task_id, options)
-        adapted = ev.offline_adapt(model, batch, inner_config, options)
-
-        def policy(obs: torch.Tensor) -> torch.Tensor:
-            return adapted.policy.mean_action(ev.with_zero_task_id(obs, one_hot))
+        held_out = prepare(task, weights, MACAWAdaptation())
+        env, policy, adapted, seed = held_out.env, held_out.policy, held_out.adapted, task.seed
+        inner_config, one_hot = task.loss_config, one_hot_width(task)
 
         def transform(obs: np.ndarray) -> np.ndarray:
-            return ev.with_zero_task_id(torch.as_tensor(obs), one_hot).numpy()
+            return with_zero_task_id(torch.as_tensor(obs), one_hot).numpy()
 
-        offline = float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed)))
-        buffer, rng = fine_tune_buffer(cfg, batch), np.random.default_rng(seed)
+        offline = float(np.mean(rollout(env, policy, cfg.eval_episodes, seed)))
+        buffer, rng = fine_tune_buffer(cfg, held_out.batch), np.random.default_rng(seed)
         initial_rows = buffer.rows
         objective = get_objective(inner_config.objective)
         optimizers = (
@@ -274,16 +261,16 @@ class FineTuneActor:
                 cfg.interleave,
             )
 
-        gamma = data_gamma(cfg, root, family)
+        gamma = data_gamma(cfg, task.root, task.family)
         results = online_rounds(
             cfg,
             buffer,
             explore=lambda: explore(env, policy, cfg.exploration_sigma, gamma, rng, transform),
             update_round=update_round,
-            measure=lambda: float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed))),
+            measure=lambda: float(np.mean(rollout(env, policy, cfg.eval_episodes, seed))),
         )
         return {
-            "task_id": task_id,
+            "task_id": task.task_id,
             "offline_return": offline,
             "budgets": results,
             "initial_rows": initial_rows,
@@ -337,9 +324,9 @@ def finetune(algo: Any, config: FineTuneConfig) -> dict[str, Any]:
     options = algo.adaptation_options(episodes=config.eval_episodes)
     settings = asdict(config)
     running: dict[Any, Any] = {}
-    for args in algo.held_out_arguments(options):
+    for task, weights in algo.held_out_arguments(options):
         actor = algo.fine_tune_actor.options(num_cpus=config.num_cpus_per_task).remote()
-        running[actor.run.remote(*args, settings)] = actor
+        running[actor.run.remote(task, weights, settings)] = actor
     results = []
     try:
         while running:

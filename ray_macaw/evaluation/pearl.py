@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -22,9 +22,9 @@ import ray
 import torch
 
 from ray_macaw.data import columns as C
-from ray_macaw.evaluation import offline as ev
 from ray_macaw.evaluation.finetune import FineTuneConfig, fine_tune_buffer, online_rounds
-from ray_macaw.pearl import PEARLModel, PEARLModelConfig, SACConfig, context, sac_step
+from ray_macaw.evaluation.held_out import Adaptation, HeldOutTask, Policy, prepare, rollout
+from ray_macaw.pearl import PEARLModel, context, sac_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 
 
@@ -35,32 +35,23 @@ def infer_task(model: PEARLModel, batch: Mapping[str, torch.Tensor]) -> torch.Te
     return mean[0]
 
 
-def evaluate_task(
-    model_config: PEARLModelConfig,
-    sac_config: SACConfig,
-    weights: Mapping[str, torch.Tensor],
-    root: str,
-    family: str,
-    family_seed: int,
-    task_id: int,
-    options: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Returns with the prior (pre-adaptation) and with the inferred posterior (post)."""
-    model, env = ev.load_task(model_config, weights, family, family_seed, task_id, PEARLModel)
-    seed, episodes = options["seed"], options["episodes"]
-    prior = torch.zeros(model_config.latent_dim)
-    pre = ev.rollout(env, lambda o: model.mean_env_action(o, prior), episodes, seed)
-    batch = ev.adaptation_batch(root, family, task_id, options, TRANSITION_COLUMNS)
-    z = infer_task(model, batch)
-    post = ev.rollout(env, lambda o: model.mean_env_action(o, z), episodes, seed)
-    return {
-        "task_id": task_id,
-        "pre_adaptation_return": float(np.mean(pre)),
-        "post_adaptation_return": float(np.mean(post)),
-    }
+class PEARLAdaptation(Adaptation):
+    """Infer z from the batch; act with tanh(mu(s, z)) (before adaptation: the prior mean)."""
 
+    model_class: ClassVar[type[torch.nn.Module]] = PEARLModel
+    columns: ClassVar[tuple[str, ...]] = TRANSITION_COLUMNS
 
-evaluate_task_remote = ray.remote(num_cpus=1)(evaluate_task)
+    def prior_policy(self, model: PEARLModel, task: HeldOutTask) -> Policy:
+        prior = torch.zeros(task.model_config.latent_dim)
+        return lambda obs: model.mean_env_action(obs, prior)
+
+    def adapt(
+        self, model: PEARLModel, batch: Mapping[str, torch.Tensor], task: HeldOutTask
+    ) -> torch.Tensor:
+        return infer_task(model, batch)
+
+    def adapted_policy(self, model: PEARLModel, z: torch.Tensor, task: HeldOutTask) -> Policy:
+        return lambda obs: model.mean_env_action(obs, z)
 
 
 def explore(
@@ -88,33 +79,21 @@ class PEARLFineTuneActor:
     """Offline PEARL + FT on one held-out task, in its own process (appendix C.2)."""
 
     def run(
-        self,
-        model_config: PEARLModelConfig,
-        sac_config: SACConfig,
-        weights: Mapping[str, torch.Tensor],
-        root: str,
-        family: str,
-        family_seed: int,
-        task_id: int,
-        options: Mapping[str, Any],
-        settings: Mapping[str, Any],
+        self, task: HeldOutTask, weights: Mapping[str, torch.Tensor], settings: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Task inference, then the online rounds; returns per-budget figures."""
         cfg = FineTuneConfig(**settings)
-        model, env = ev.load_task(model_config, weights, family, family_seed, task_id, PEARLModel)
-        seed = options["seed"]
-        torch.manual_seed(seed)  # the policy's exploration noise
-        batch = ev.adaptation_batch(root, family, task_id, options, TRANSITION_COLUMNS)
-        z = infer_task(model, batch)
+        torch.manual_seed(task.seed)  # the policy's exploration noise
+        held_out = prepare(task, weights, PEARLAdaptation())
+        model, env, z, sac_config = held_out.model, held_out.env, held_out.adapted, task.loss_config
 
         def measure() -> float:
-            policy = lambda o: model.mean_env_action(o, z)  # noqa: E731
-            return float(np.mean(ev.rollout(env, policy, cfg.eval_episodes, seed)))
+            return float(np.mean(rollout(env, held_out.policy, cfg.eval_episodes, task.seed)))
 
         offline = measure()
-        buffer, rng = fine_tune_buffer(cfg, batch), np.random.default_rng(seed)
+        buffer, rng = fine_tune_buffer(cfg, held_out.batch), np.random.default_rng(task.seed)
         initial_rows = buffer.rows
-        lrs = options["learning_rates"]
+        lrs = task.options["learning_rates"]
         optimizers = {
             name: torch.optim.Adam(getattr(model, name).parameters(), lr=lrs[name])
             for name in ("policy", "qf1", "qf2", "vf")  # z is fixed: no encoder update
@@ -133,7 +112,7 @@ class PEARLFineTuneActor:
             measure=measure,
         )
         return {
-            "task_id": task_id,
+            "task_id": task.task_id,
             "offline_return": offline,
             "budgets": results,
             "initial_rows": initial_rows,

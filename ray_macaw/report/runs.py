@@ -15,12 +15,17 @@ from typing import Any
 
 import yaml
 
-from ray_macaw.algorithms.common.metrics import EVALUATION_AT_START
 from ray_macaw.errors import DataError, MissingDataError
-from ray_macaw.training.train import METRICS_FILE
-from ray_macaw.tune.run import FINETUNE_FILE, SPEC_FILE
+from ray_macaw.outputs import (
+    EVALUATION_AT_START,
+    FINETUNE_FILE,
+    METRICS_FILE,
+    POST_ADAPTATION,
+    PRE_ADAPTATION,
+    SPEC_FILE,
+)
 
-PRE, POST = "pre_adaptation_return_mean", "post_adaptation_return_mean"
+PRE, POST = PRE_ADAPTATION, POST_ADAPTATION
 SKIPPED = {"seed"}  # never part of a variant label: runs that differ only here are replicates
 
 

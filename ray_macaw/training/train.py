@@ -13,14 +13,10 @@ from typing import Any
 from tqdm import tqdm
 
 from ray_macaw.algorithms.common.config import OfflineMetaConfig
-from ray_macaw.algorithms.common.metrics import EVALUATION_AT_START
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.outputs import EVALUATION_AT_START, LATEST, METRICS_FILE, OWNER_FILE
 from ray_macaw.runtime.ownership import OwnerLock
 from ray_macaw.training.run_file import RunConfigError, RunOptions
-
-LATEST = "latest"
-METRICS_FILE = "metrics.jsonl"
-OWNER_FILE = ".owner.lock"
 
 
 def _scalar_view(result: dict[str, Any]) -> dict[str, Any]:

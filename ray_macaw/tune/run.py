@@ -17,13 +17,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
+from ray_macaw.outputs import FINETUNE_FILE, SPEC_FILE
 from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.training.run_file import RunConfigError
 from ray_macaw.tune.spec import TuneSpec
 from ray_macaw.tune.trainable import SHARED, VARIANT, VARIANT_SETTINGS, MetaRLTrainable
-
-SPEC_FILE = "ray_macaw_tune.yaml"  # the spec, saved in the experiment directory for reports
-FINETUNE_FILE = "finetune.json"  # per trial: online fine-tuning summary (spec.finetune)
 
 
 class TrialsFailedError(RayMacawError, RuntimeError):

@@ -17,6 +17,8 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.algorithm_config import NotProvided as _NOT_PROVIDED
 from ray.rllib.utils.annotations import override
 
+from ray_macaw.algorithms.common import rllib_internals
+from ray_macaw.algorithms.common.data_checks import check_data_serves, resolve_split
 from ray_macaw.data.samplers import MiddleCentre, Position
 from ray_macaw.errors import RayMacawError
 
@@ -42,6 +44,13 @@ class OfflineMetaConfig(AlgorithmConfig):
     # Parameters whose attribute has another name: a prefix per setter, and single renames.
     PREFIXES: ClassVar[dict[str, str]] = {"evaluation": "eval_"}
     RENAMES: ClassVar[dict[str, str]] = {"root": "data_root", "inner_root": "inner_data_root"}
+    # Settings that must be positive (checked by `validate`).
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        "task_batch_size",
+        "buffer_stride",
+        "eval_adaptation_batch_size",
+        "eval_episodes_per_task",
+    )
     # Columns of the paper's hyperparameter table: setting -> value where it differs.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"standard": {}}
 
@@ -68,7 +77,7 @@ class OfflineMetaConfig(AlgorithmConfig):
         self.eval_num_cpus_per_task = 1.0
         self.eval_at_start = True
         self.evaluation_interval = 250  # type: ignore[assignment]  # spec §7.1: every 250 steps
-        self._is_online = False  # no EnvRunners: offline
+        rllib_internals.mark_offline(self)  # no EnvRunners
 
     @classmethod
     def builds(cls, algorithm: type) -> type:
@@ -217,6 +226,36 @@ class OfflineMetaConfig(AlgorithmConfig):
         """
         super().evaluation(**kwargs)
         return self._apply("evaluation", locals())
+
+    @override(AlgorithmConfig)
+    def validate(self, check_data: bool = True) -> None:
+        """RLlib's checks, then ours, each raising `error` with the fix: the settings
+        (`POSITIVE`, `check_settings`), the split, and unless `check_data=False` (a config
+        written before its data exists), that the data serves every batch (`batches`)."""
+        super().validate()
+        for name in self.POSITIVE:
+            if not getattr(self, name) > 0:
+                raise self.error(
+                    f"{name} must be positive, got {getattr(self, name)}",
+                    f"set a positive {name} in .training() / .evaluation()",
+                )
+        non_finite = getattr(self, "non_finite_loss", "skip")  # each algorithm's training setting
+        if non_finite not in ("skip", "stop"):
+            raise self.error(
+                f"unknown non_finite_loss {non_finite!r}",
+                "use 'skip' (skip the update and count it) or 'stop' (raise an error)",
+            )
+        self.check_settings()
+        split = resolve_split(self)
+        if check_data:
+            check_data_serves(self, split, self.batches())
+
+    def check_settings(self) -> None:
+        """The algorithm's own checks of its settings."""
+
+    def batches(self) -> dict[str, tuple[str, int]]:
+        """Buffer ('inner', 'outer', 'test') -> (the setting that sizes its batch, that size)."""
+        raise NotImplementedError
 
     def inner_buffer(self) -> dict[str, Any]:
         """`select_rows` settings of the inner (adaptation) buffers and of the held-out tasks'

@@ -1,4 +1,4 @@
-"""Names and logging of MACAW's training metrics (standard RLlib keys plus MACAW's own)."""
+"""Logging of the training metrics (standard RLlib keys plus ours, named in `ray_macaw.outputs`)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,16 @@ from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFET
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 from ray_macaw.macaw import MACAWModel
-
-META_STEPS = "num_meta_steps_lifetime"
-LOSSES = "macaw"  # inner/outer losses and AWR weight statistics, by name
-GRAD_NORMS = "grad_norm"
-INNER_LRS = "inner_lr"
-ADV_COEF = "adv_coef"
-TIMINGS = "timing"
-SKIPPED_STEPS = "num_non_finite_steps_skipped"  # updates skipped for a non-finite loss/gradient
-# The latest held-out evaluation, repeated in every result so that Tune schedulers and reports
-# always find it (NaN before the first evaluation); "meta_step" says when it was measured.
-HELD_OUT = "held_out"
-HELD_OUT_KEYS = ("pre_adaptation_return_mean", "post_adaptation_return_mean")
-# The held-out evaluation of the untrained model (meta-step 0), in the first result only, so that
-# learning curves start where training starts (the authors evaluate at step 0, spec §7.1).
-EVALUATION_AT_START = "evaluation_at_start"
+from ray_macaw.outputs import (
+    ADV_COEF,
+    GRAD_NORMS,
+    HELD_OUT_KEYS,
+    INNER_LRS,
+    LOSSES,
+    META_STEPS,
+    SKIPPED_STEPS,
+    TIMINGS,
+)
 
 
 def no_held_out_yet() -> dict[str, float]:

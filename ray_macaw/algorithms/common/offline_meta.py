@@ -3,16 +3,15 @@
 Neither uses RLlib's Learners, EnvRunners or RLModules: both train offline on `TaskDatasets`, keep
 their networks and optimisers in the driver, evaluate held-out tasks in their own Ray tasks, and
 checkpoint plain state. Subclasses provide `_setup_algorithm`, `training_step`,
-`adaptation_options` and `loss_config`, and name the Ray task that
-evaluates one held-out task (`evaluate_task_fn`) and the actor that fine-tunes one online
-(`fine_tune_actor`). Subclasses set `model`, `model_config`, `optimizers` and `rng` in
-`_setup_algorithm`; checkpoint state and the held-out tasks' arguments are built from them here.
+`adaptation_options` and `loss_config`, and name how a held-out task is adapted to
+(`adaptation`) and the actor that fine-tunes one online (`fine_tune_actor`). Subclasses set
+`model`, `model_config`, `optimizers` and `rng` in `_setup_algorithm`; checkpoint state and the
+held-out tasks' jobs are built from them here.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -27,7 +26,8 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
-from ray_macaw.algorithms.common import checkpoints
+from ray_macaw import outputs as O
+from ray_macaw.algorithms.common import checkpoints, rllib_internals
 from ray_macaw.algorithms.common import metrics as M
 from ray_macaw.algorithms.common.config import OfflineMetaConfig
 from ray_macaw.algorithms.common.data_checks import resolve_split
@@ -37,7 +37,8 @@ from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import NonFiniteLossError
-from ray_macaw.evaluation import offline as ev
+from ray_macaw.evaluation import held_out
+from ray_macaw.evaluation.held_out import Adaptation, HeldOutTask
 from ray_macaw.runtime.shared_storage import check_shared
 
 
@@ -52,34 +53,28 @@ class OfflineMetaAlgorithm(Algorithm):
     optimizers: dict[str, torch.optim.Optimizer]
     rng: np.random.Generator
     evaluation_config: AlgorithmConfig
-    evaluate_task_fn: ClassVar[Any]  # Ray remote function: one held-out task's evaluation
+    adaptation: ClassVar[Adaptation]  # how a held-out task is adapted to (evaluation/)
     fine_tune_actor: ClassVar[Any]  # Ray actor class: one held-out task's online fine-tuning
 
     @classmethod
     @override(Algorithm)
     def _should_create_evaluation_env_runners(cls, eval_config: Any) -> bool:
-        return False  # evaluation adapts and rolls out in its own Ray tasks
+        # rllib_internals.SHOULD_CREATE_EVALUATION_ENV_RUNNERS: evaluation adapts and rolls out
+        # in its own Ray tasks
+        return False
 
     @override(Algorithm)
     def setup(self, config: Any) -> None:
         # Algorithm.setup() always builds a LearnerGroup and EnvRunners; neither is needed here,
-        # so only the attributes the base class reads are set (stack-notes, pattern A).
+        # so only what the rest of Algorithm reads is set (rllib_internals.py).
         cfg = self.config
         self.callbacks = [c() for c in force_list(cfg.callbacks_class)]
-        self.local_replay_buffer = None
-        self.remote_requests_in_flight = defaultdict(set)
-        self.env_runner_group = self.eval_env_runner_group = None
-        self.offline_eval_runner_group = self.offline_data = None  # type: ignore[assignment]
-        self.spaces = self.env_to_module_connector = self.module_to_env_connector = None
-        self.learner_group = self._aggregator_actor_manager = None
         evaluation_config = cfg.get_evaluation_config_object()
         assert evaluation_config is not None
         self.evaluation_config = evaluation_config
         self.evaluation_config.validate()
         self.evaluation_config.freeze()
-        self.evaluation_dataset = None
-        self.reward_estimators = {}
-        self._set_up_metrics()
+        rllib_internals.stand_in_for_setup(self)
         self.num_meta_steps = 0
         self.num_skipped_steps = 0
         self.held_out = M.no_held_out_yet()
@@ -130,15 +125,15 @@ class OfflineMetaAlgorithm(Algorithm):
             and self.config.eval_at_start
         ):
             at_start = self.evaluate_held_out()
-            self.held_out = {k: at_start[k] for k in M.HELD_OUT_KEYS} | {"meta_step": 0}
+            self.held_out = {k: at_start[k] for k in O.HELD_OUT_KEYS} | {"meta_step": 0}
         results = super().step()
         if at_start is not None:
-            results[M.EVALUATION_AT_START] = at_start
+            results[O.EVALUATION_AT_START] = at_start
         evaluation = results.get("evaluation") or {}
-        if M.HELD_OUT_KEYS[1] in evaluation:
-            self.held_out = {k: evaluation[k] for k in M.HELD_OUT_KEYS}
+        if O.HELD_OUT_KEYS[1] in evaluation:
+            self.held_out = {k: evaluation[k] for k in O.HELD_OUT_KEYS}
             self.held_out["meta_step"] = self.num_meta_steps
-        results[M.HELD_OUT] = dict(self.held_out)
+        results[O.HELD_OUT] = dict(self.held_out)
         return results
 
     def _finite(self, values: Mapping[str, float]) -> bool:
@@ -169,10 +164,13 @@ class OfflineMetaAlgorithm(Algorithm):
         self, episodes: int | None = None, adaptation_steps: int | None = None
     ) -> dict[str, Any]:
         """Pre- and post-adaptation returns per held-out task (options override the config)."""
-        remote = self.evaluate_task_fn.options(num_cpus=self.config.eval_num_cpus_per_task)
+        remote = held_out.evaluate_task_remote.options(num_cpus=self.config.eval_num_cpus_per_task)
         options = self.adaptation_options(episodes, adaptation_steps)
-        futures = [remote.remote(*args) for args in self.held_out_arguments(options)]
-        return ev.summarise(ray.get(futures))
+        futures = [
+            remote.remote(task, weights, self.adaptation)
+            for task, weights in self.held_out_arguments(options)
+        ]
+        return held_out.summarise(ray.get(futures))
 
     def adaptation_options(
         self, episodes: int | None = None, adaptation_steps: int | None = None
@@ -185,25 +183,24 @@ class OfflineMetaAlgorithm(Algorithm):
         """The loss settings held-out tasks are adapted or fine-tuned with."""
         raise NotImplementedError
 
-    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Per held-out task, the arguments of `evaluate_task_fn` / `fine_tune_actor.run`:
-        (model config, loss config, weights, root, family, family seed, task id, options with
-        the task's seed). The weights go to the object store once, on the CPU."""
+    def held_out_arguments(self, options: dict[str, Any]) -> list[tuple[HeldOutTask, Any]]:
+        """Per held-out task, its job (with the task's seed in `options`) and a reference to
+        the weights, which go to the object store once, on the CPU."""
         weights = ray.put(to_cpu(self.model.state_dict()))
         cfg = self.config
-        return [
-            (
-                self.model_config,
-                self.loss_config,
-                weights,
-                self.inner_data_root,  # held-out tasks' test buffers (cut like the inner ones)
-                cfg.family,
-                cfg.family_seed,
-                task_id,
-                options | {"seed": self._evaluation_seed(task_id)},
+        tasks = [
+            HeldOutTask(
+                model_config=self.model_config,
+                loss_config=self.loss_config,
+                root=self.inner_data_root,  # test buffers are cut like the inner ones (§6.2)
+                family=cfg.family,
+                family_seed=cfg.family_seed,
+                task_id=task_id,
+                options=options | {"seed": self._evaluation_seed(task_id)},
             )
             for task_id in self.split.test
         ]
+        return [(task, weights) for task in tasks]
 
     def _evaluation_seed(self, task_id: int) -> int:
         """Seed of a task's adaptation batch and episodes at this meta-step."""
@@ -246,7 +243,7 @@ class OfflineMetaAlgorithm(Algorithm):
         self.held_out = state.get("held_out", M.no_held_out_yet())
         self.num_skipped_steps = state.get("num_skipped_steps", 0)
         self.metrics.set_state(state["metrics_logger"])
-        self._iteration = state["training_iteration"]
+        rllib_internals.set_iteration(self, state["training_iteration"])
 
     @override(Algorithm)
     def get_checkpointable_components(self) -> list:

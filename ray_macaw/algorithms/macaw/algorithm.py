@@ -25,8 +25,8 @@ from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.macaw.worker_pool import InnerLoopPool
 from ray_macaw.algorithms.macaw.workers import GradientComputer, add_gradients, load_batch_columns
 from ray_macaw.data.batches import sample_requests
-from ray_macaw.evaluation import offline as ev
 from ray_macaw.evaluation.finetune import FineTuneActor
+from ray_macaw.evaluation.offline import MACAWAdaptation
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
 from ray_macaw.macaw.meta_gradient import (
     clip_per_network,
@@ -46,7 +46,7 @@ class MACAW(OfflineMetaAlgorithm):
 
     config: MACAWConfig
     model: MACAWModel
-    evaluate_task_fn = ev.evaluate_task_remote
+    adaptation = MACAWAdaptation()
     fine_tune_actor = FineTuneActor
 
     @classmethod

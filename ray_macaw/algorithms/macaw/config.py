@@ -13,7 +13,8 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 
 from ray_macaw.algorithms.common.config import ConfigError, NotProvided, OfflineMetaConfig
-from ray_macaw.algorithms.macaw.validation import MACAWConfigError, validate_macaw_config
+from ray_macaw.algorithms.macaw import validation
+from ray_macaw.algorithms.macaw.validation import MACAWConfigError, check_macaw_settings
 from ray_macaw.macaw import InnerLoopConfig, LossScale, ModelConfig
 from ray_macaw.macaw.inner_loop import ObjectiveName
 from ray_macaw.macaw.model import Adapt
@@ -37,6 +38,7 @@ class MACAWConfig(OfflineMetaConfig):
     """
 
     error: ClassVar[type[ConfigError]] = MACAWConfigError
+    POSITIVE: ClassVar[tuple[str, ...]] = (*OfflineMetaConfig.POSITIVE, *validation.POSITIVE)
     SETTERS: ClassVar[tuple[str, ...]] = (
         "environment",
         "offline_data",
@@ -230,12 +232,17 @@ class MACAWConfig(OfflineMetaConfig):
         super().evaluation(**kwargs)
         return self._apply("evaluation", locals())
 
-    @override(AlgorithmConfig)
-    def validate(self, check_data: bool = True) -> None:
-        """RLlib's checks, then MACAW's, each with the fix (see `validation.py`); with
-        `check_data=False`, the settings alone (the data need not exist yet)."""
-        super().validate()
-        validate_macaw_config(self, check_data)
+    @override(OfflineMetaConfig)
+    def check_settings(self) -> None:
+        check_macaw_settings(self)
+
+    @override(OfflineMetaConfig)
+    def batches(self) -> dict[str, tuple[str, int]]:
+        return {
+            "inner": ("inner_batch_size", self.inner_batch_size),
+            "outer": ("outer_batch_size", self.outer_batch_size),
+            "test": ("eval_adaptation_batch_size", self.eval_adaptation_batch_size),
+        }
 
     def network(self) -> dict[str, Any]:
         """Layer kinds and advantage head: the settings, else the objective's (spec §9)."""

@@ -1,11 +1,10 @@
-"""`MACAWConfig.validate()`: impossible settings and data that cannot serve them, with the fix."""
+"""MACAW's own checks in `MACAWConfig.validate()`: impossible settings, with the fix."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ray_macaw.algorithms.common.config import ConfigError
-from ray_macaw.algorithms.common.data_checks import check_data_serves, resolve_split
 from ray_macaw.algorithms.common.devices import gpu_request_problem
 
 if TYPE_CHECKING:
@@ -16,28 +15,21 @@ class MACAWConfigError(ConfigError):
     """A MACAW setting that cannot work, and how to fix it."""
 
 
+# Beyond the shared ones (OfflineMetaConfig.POSITIVE).
+POSITIVE = (
+    "inner_batch_size",
+    "outer_batch_size",
+    "inner_steps",
+    "outer_value_lr",
+    "outer_policy_lr",
+    "inner_policy_lr",
+    "inner_value_lr",
+    "adv_coef",
+    "eval_adaptation_steps",
+)
+
+
 def _check_numbers(config: MACAWConfig) -> None:
-    positive = (
-        "task_batch_size",
-        "inner_batch_size",
-        "outer_batch_size",
-        "inner_steps",
-        "outer_value_lr",
-        "outer_policy_lr",
-        "inner_policy_lr",
-        "inner_value_lr",
-        "adv_coef",
-        "buffer_stride",
-        "eval_adaptation_batch_size",
-        "eval_adaptation_steps",
-        "eval_episodes_per_task",
-    )
-    for name in positive:
-        if not getattr(config, name) > 0:
-            raise MACAWConfigError(
-                f"{name} must be positive, got {getattr(config, name)}",
-                f"set a positive {name} in .training() / .evaluation()",
-            )
     interval = config.evaluation_interval
     if not (interval is None or (isinstance(interval, int) and interval >= 0)):
         raise MACAWConfigError(
@@ -64,11 +56,6 @@ def _check_numbers(config: MACAWConfig) -> None:
             "num_inner_loop_workers cannot be negative",
             "use 0 to compute meta-gradients in the driver",
         )
-    if config.non_finite_loss not in ("skip", "stop"):
-        raise MACAWConfigError(
-            f"unknown non_finite_loss {config.non_finite_loss!r}",
-            "use 'skip' (skip the update and count it) or 'stop' (raise an error)",
-        )
     if config.max_inner_worker_restarts < 0:
         raise MACAWConfigError(
             "max_inner_worker_restarts cannot be negative", "use 0 to fail on the first loss"
@@ -91,9 +78,9 @@ def _check_device(config: MACAWConfig) -> None:
         )
 
 
-def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
-    """Raise `MACAWConfigError` for settings or data that cannot work; `check_data=False` checks
-    the settings alone (a config written before its data exists)."""
+def check_macaw_settings(config: MACAWConfig) -> None:
+    """Raise `MACAWConfigError` for MACAW settings that cannot work (the shared checks and the
+    data's are `OfflineMetaConfig.validate`'s)."""
     _check_numbers(config)
     _check_device(config)
     try:
@@ -101,14 +88,3 @@ def validate_macaw_config(config: MACAWConfig, check_data: bool = True) -> None:
         config.inner_loop_config()
     except ValueError as e:
         raise MACAWConfigError(str(e), "fix the setting named above") from e
-    split = resolve_split(config)
-    if check_data:
-        check_data_serves(
-            config,
-            split,
-            {
-                "inner": ("inner_batch_size", config.inner_batch_size),
-                "outer": ("outer_batch_size", config.outer_batch_size),
-                "test": ("eval_adaptation_batch_size", config.eval_adaptation_batch_size),
-            },
-        )

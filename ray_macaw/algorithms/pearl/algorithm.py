@@ -21,11 +21,11 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ray_macaw.algorithms.common import metrics as M
+from ray_macaw import outputs as O
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithms.pearl.config import PEARLConfig
 from ray_macaw.data.samplers import uniform_batch
-from ray_macaw.evaluation import pearl as pev
+from ray_macaw.evaluation.pearl import PEARLAdaptation, PEARLFineTuneActor
 from ray_macaw.pearl import PEARLModel, SACConfig, meta_batch_step
 from ray_macaw.pearl.losses import TRANSITION_COLUMNS
 from ray_macaw.tasks import get_task_family
@@ -41,8 +41,8 @@ class PEARL(OfflineMetaAlgorithm):
 
     config: PEARLConfig
     model: PEARLModel
-    evaluate_task_fn = pev.evaluate_task_remote
-    fine_tune_actor = pev.PEARLFineTuneActor
+    adaptation = PEARLAdaptation()
+    fine_tune_actor = PEARLFineTuneActor
 
     @classmethod
     @override(Algorithm)
@@ -131,12 +131,12 @@ class PEARL(OfflineMetaAlgorithm):
         log = self.metrics.log_value
         for name, value in stats.items():
             log((LEARNER_RESULTS, LOSSES, name), value, reduce="item")
-        log((LEARNER_RESULTS, M.TIMINGS, "sample_s"), sampled - start, reduce="item")
-        log((LEARNER_RESULTS, M.TIMINGS, "update_s"), time.perf_counter() - sampled, reduce="item")
+        log((LEARNER_RESULTS, O.TIMINGS, "sample_s"), sampled - start, reduce="item")
+        log((LEARNER_RESULTS, O.TIMINGS, "update_s"), time.perf_counter() - sampled, reduce="item")
         rows = batch[TRANSITION_COLUMNS[0]].shape[:2].numel()  # tasks x rows per task
         log(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")
-        log(M.META_STEPS, self.num_meta_steps, reduce="item")
-        log((LEARNER_RESULTS, M.SKIPPED_STEPS), self.num_skipped_steps, reduce="item")
+        log(O.META_STEPS, self.num_meta_steps, reduce="item")
+        log((LEARNER_RESULTS, O.SKIPPED_STEPS), self.num_skipped_steps, reduce="item")
 
     @property
     def loss_config(self) -> SACConfig:

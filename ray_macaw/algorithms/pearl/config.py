@@ -15,23 +15,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.utils.annotations import override
 
 from ray_macaw.algorithms.common.config import ConfigError, NotProvided, OfflineMetaConfig
-from ray_macaw.algorithms.common.data_checks import check_data_serves, resolve_split
 from ray_macaw.pearl import PEARLModelConfig, SACConfig
-
-POSITIVE = (
-    "task_batch_size",
-    "batch_size",
-    "embedding_batch_size",
-    "latent_dim",
-    "policy_lr",
-    "qf_lr",
-    "vf_lr",
-    "context_lr",
-    "reward_scale",
-    "buffer_stride",
-    "eval_adaptation_batch_size",
-    "eval_episodes_per_task",
-)
 
 
 class PEARLConfigError(ConfigError):
@@ -50,6 +34,17 @@ class PEARLConfig(OfflineMetaConfig):
     """
 
     error: ClassVar[type[ConfigError]] = PEARLConfigError
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        *OfflineMetaConfig.POSITIVE,
+        "batch_size",
+        "embedding_batch_size",
+        "latent_dim",
+        "policy_lr",
+        "qf_lr",
+        "vf_lr",
+        "context_lr",
+        "reward_scale",
+    )
     # Appendix Table 2: the standard column is the defaults; the Meta-World column differs here.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "standard": {},
@@ -133,26 +128,12 @@ class PEARLConfig(OfflineMetaConfig):
         super().training(**kwargs)
         return self._apply("training", locals())
 
-    @override(AlgorithmConfig)
-    def validate(self, check_data: bool = True) -> None:
-        """RLlib's checks, then PEARL's, each with the fix; with `check_data=False`, the
-        settings alone (the data need not exist yet)."""
-        super().validate()
-        for name in POSITIVE:
-            if not getattr(self, name) > 0:
-                raise PEARLConfigError(
-                    f"{name} must be positive, got {getattr(self, name)}",
-                    f"set a positive {name} in .training() / .evaluation()",
-                )
+    @override(OfflineMetaConfig)
+    def check_settings(self) -> None:
         if not (self.kl_lambda >= 0 and 0 < self.discount <= 1 and 0 < self.soft_target_tau <= 1):
             raise PEARLConfigError(
                 "kl_lambda must be >= 0, discount and soft_target_tau in (0, 1]",
                 "use the Table 2 values (0.1, 0.99, 0.005)",
-            )
-        if self.non_finite_loss not in ("skip", "stop"):
-            raise PEARLConfigError(
-                f"unknown non_finite_loss {self.non_finite_loss!r}",
-                "use 'skip' (skip the update and count it) or 'stop' (raise an error)",
             )
         if self.inner_data_root is not None:
             raise PEARLConfigError(
@@ -160,17 +141,14 @@ class PEARLConfig(OfflineMetaConfig):
                 "is a MACAW setting",
                 "remove inner_data_root from PEARL's settings (or its Tune variant)",
             )
-        split = resolve_split(self)
-        if check_data:
-            check_data_serves(
-                self,
-                split,
-                {
-                    "inner": ("embedding_batch_size", self.embedding_batch_size),
-                    "outer": ("batch_size", self.batch_size),
-                    "test": ("eval_adaptation_batch_size", self.eval_adaptation_batch_size),
-                },
-            )
+
+    @override(OfflineMetaConfig)
+    def batches(self) -> dict[str, tuple[str, int]]:
+        return {
+            "inner": ("embedding_batch_size", self.embedding_batch_size),
+            "outer": ("batch_size", self.batch_size),
+            "test": ("eval_adaptation_batch_size", self.eval_adaptation_batch_size),
+        }
 
     def model_config(
         self, obs_dim: int, act_dim: int, low: tuple[float, ...], high: tuple[float, ...]
