@@ -143,6 +143,10 @@ def cluster() -> Iterator[Cluster]:
         print(f"skipped: {e}")
         pytest.skip(f"cannot make network namespaces: {e}")
     try:
+        reason = _private_disk_unavailable(worker)
+        if reason:
+            print(f"skipped: {reason}")
+            pytest.skip(reason)
         with s3_server(host=head.address, port=9000, prefix=head.prefix) as server:
             bucket = _create_bucket(head, server)
             nodes = Cluster(head, worker, server, bucket)
@@ -153,6 +157,19 @@ def cluster() -> Iterator[Cluster]:
                 nodes.stop()
     finally:
         hosts.__exit__(None, None, None)
+
+
+def _private_disk_unavailable(worker: Host) -> str | None:
+    """Why the worker cannot get a /tmp of its own (a mount namespace with a fresh tmpfs)."""
+    probe = [*worker.prefix, "unshare", "--mount", "--propagation", "private",
+             "sh", "-c", "mount -t tmpfs tmpfs /tmp"]  # fmt: skip
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as e:
+        return f"cannot give the worker a disk of its own: {e}"
+    if done.returncode != 0:
+        return f"cannot give the worker a disk of its own: {done.stderr.strip()}"
+    return None
 
 
 def _create_bucket(head: Host, server: S3Server) -> str:

@@ -35,6 +35,7 @@ from ray_macaw.data.storage import ObjectPath, root_path
 from ray_macaw.errors import ChecksumError
 
 GRID = Path(__file__).parent.parent / "tune_configs" / "smoke" / "grid.yaml"
+STOP = 30  # the smoke grid cut from 60 meta-steps to 30 (and checkpoints every 10, not 20)
 SECRET = "do-not-log-this-secret-0123456789"
 
 
@@ -211,9 +212,17 @@ def test_concurrent_writers_of_one_root_keep_each_others_entries(
     assert manifest.tasks[5].complete
 
 
-def tune_command(root: str, storage: str, *extra: str) -> list[str]:
+def smoke_grid(tmp_path: Path) -> Path:
+    """The smoke grid experiment (its trials, settings and name), only shorter."""
+    path = tmp_path / "smoke-grid.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(GRID), "name": "smoke-grid",
+                                    "stop_meta_steps": STOP, "checkpoint_every": 10}))  # fmt: skip
+    return path
+
+
+def tune_command(grid: Path, root: str, storage: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "ray_macaw.cli.main", "tune", str(GRID), "--set", f"data_root={root}",
+        sys.executable, "-m", "ray_macaw.cli.main", "tune", str(grid), "--set", f"data_root={root}",
         "--set", "evaluation_interval=5", "--storage-path", storage, *extra,
     ]  # fmt: skip
 
@@ -231,13 +240,13 @@ def _trial(experiment: ObjectPath, seed: int) -> ObjectPath | None:
 def test_tune_on_s3_is_interrupted_resumed_and_reported(bucket: str, tmp_path: Path) -> None:
     root = f"{bucket}/tune-data"
     write_root(root, task_ids=(0, 1, 2, 3, 4), episodes=20, rows_per_part=200)  # type: ignore[arg-type]
-    storage = f"{bucket}/runs"
+    storage, grid = f"{bucket}/runs", smoke_grid(tmp_path)
     experiment = root_path(storage) / "smoke-grid"
     assert isinstance(experiment, ObjectPath)
     log = tmp_path / "log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            tune_command(root, storage), start_new_session=True, stdout=out, stderr=out
+            tune_command(grid, root, storage), start_new_session=True, stdout=out, stderr=out
         )
     try:
         deadline = time.monotonic() + 240
@@ -246,22 +255,22 @@ def test_tune_on_s3_is_interrupted_resumed_and_reported(bucket: str, tmp_path: P
             if second is not None and list(second.glob("checkpoint_000000/*")):
                 process.send_signal(signal.SIGINT)
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
         assert process.wait(timeout=120) == 2, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     first, second = _trial(experiment, 0), _trial(experiment, 1)
     assert first is not None and second is not None
-    assert iterations(first)[-1] == 60 and max(iterations(second)) < 60
+    assert iterations(first)[-1] == STOP and max(iterations(second)) < STOP
     assert (experiment / "ray_macaw_tune.yaml").is_file()  # saved beside the trials
 
     resumed = subprocess.run(
-        tune_command(root, storage, "--resume"), capture_output=True, text=True, timeout=300
+        tune_command(grid, root, storage, "--resume"), capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     steps = iterations(second)
-    assert steps[-1] == 60 and steps.count(1) == 1  # continued from its checkpoint
+    assert steps[-1] == STOP and steps.count(1) == 1  # continued from its checkpoint
     assert SECRET not in resumed.stdout + resumed.stderr + log.read_text()
 
     report = subprocess.run(
@@ -269,7 +278,7 @@ def test_tune_on_s3_is_interrupted_resumed_and_reported(bucket: str, tmp_path: P
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
-    assert report.stdout.splitlines()[1].split()[:3] == ["smoke-grid", "2", "60"]
+    assert report.stdout.splitlines()[1].split()[:3] == ["smoke-grid", "2", str(STOP)]
     assert (experiment / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((experiment / "report.json").read_text())
 
