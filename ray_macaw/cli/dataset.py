@@ -38,9 +38,10 @@ def _render_inspect(doc: dict[str, Any]) -> str:
 def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     """`ray-macaw dataset inspect ROOT [--family F] [--json]`."""
     from ray_macaw.data.datasets import TaskDatasets, find_families
+    from ray_macaw.data.storage import root_path
     from ray_macaw.errors import DataError, MissingDataError
 
-    root = Path(args.root)
+    root = root_path(args.root)  # a local path or a URI (s3://bucket/prefix)
     names = [args.family] if args.family else find_families(root)
     if not names:
         raise MissingDataError(
