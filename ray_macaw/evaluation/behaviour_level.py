@@ -9,7 +9,6 @@ the agent at the end of its lifetime buffer; its mean action (SB3's `determinist
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from ray_macaw.collect.behaviour import load_checkpoint as load_agent
 from ray_macaw.collect.behaviour import make_agent
 from ray_macaw.collect.collector import AGENTS_DIR
 from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.storage import StoragePath
 from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.evaluation.held_out import evaluation_seed, mean_stderr, rollout, stderr
 from ray_macaw.tasks import get_task_family
@@ -26,9 +26,10 @@ from ray_macaw.tasks import get_task_family
 LEARNED = ("sac", "td3")  # collectors that leave agent checkpoints
 
 
-def last_checkpoint(family_dir: Path, task_id: int) -> Path:
+def last_checkpoint(family_dir: StoragePath, task_id: int) -> StoragePath:
     """The newest agent checkpoint of a task (saved with its last part)."""
-    found = sorted((family_dir / AGENTS_DIR / f"task_id={task_id}").glob("ckpt-*.pt"))
+    agents: StoragePath = family_dir / AGENTS_DIR / f"task_id={task_id}"
+    found: list[StoragePath] = sorted(agents.glob("ckpt-*.pt"), key=lambda p: p.name)
     if not found:
         raise MissingDataError(
             f"task {task_id} has no behaviour agent checkpoint",
