@@ -50,3 +50,30 @@ def test_vmap_over_the_matrix_falls_back_to_plain_products() -> None:
     matrices = torch.stack([matrix, 2 * matrix]).detach()
     out = torch.func.vmap(transform_matvec, in_dims=(0, None))(matrices, z[0].detach())
     torch.testing.assert_close(out, torch.stack([matrix @ z[0], 2 * matrix @ z[0]]).detach())
+
+
+def test_deferred_matrix_grads_equal_autograds_and_form_one_product() -> None:
+    """Inside `deferred_matrix_grads`, the three uses of M of a low-rank step give M.grad once,
+    equal to plain autograd's sum of three gradients (float64)."""
+    from ray_macaw.nn import transform_products as T
+
+    g = torch.Generator().manual_seed(0)
+    matrix = torch.randn(30, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    z = torch.randn(4, dtype=torch.float64, generator=g)
+    vectors = torch.randn(5, 4, dtype=torch.float64, generator=g)
+    weights = torch.randn(5, 30, dtype=torch.float64, generator=g)
+
+    def loss() -> torch.Tensor:
+        theta = T.transform_matvec(matrix, z)  # unbatched, as theta_0 = M z
+        grad_z = T.transform_rmatvec(matrix, weights * theta)  # M^T g, batched
+        return (T.transform_matvec(matrix, vectors + grad_z) * weights).sum()
+
+    (expected,) = torch.autograd.grad(loss(), matrix)
+    with T.deferred_matrix_grads():
+        loss().backward()
+        assert matrix.grad is None  # still pending inside the block: no full-size dM yet
+        pending = T._pending
+        assert pending is not None
+        _, lefts, _ = pending[id(matrix)]
+        assert sorted(tuple(f.shape) for f in lefts) == [(1, 30), (5, 30), (5, 30)]  # 3 uses
+    assert torch.allclose(matrix.grad, expected, rtol=1e-12, atol=1e-12)

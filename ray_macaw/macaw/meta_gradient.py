@@ -22,6 +22,7 @@ from ray_macaw.macaw.inner_loop import (
 )
 from ray_macaw.macaw.model import MACAWModel
 from ray_macaw.macaw.objectives import get_objective
+from ray_macaw.nn.transform_products import deferred_matrix_grads
 
 LossScale = Literal["num_train_tasks", "task_batch"]
 logger = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def meta_backward(
     else:
         value_losses, policy_losses, stats = _task_loop(model, params, inner, outer, config)
     total = (value_losses.sum() + policy_losses.sum()) / divisor
-    total.backward()
+    with deferred_matrix_grads():  # one dM per transform matrix, not one per product
+        total.backward()
     return mean_stats(stats)
 
 

@@ -14,9 +14,49 @@ move the task dimension first and call the Function again (the batch becomes lea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+# matrix id -> (matrix, left factors, right factors) of its pending gradient dM = L^T R, while
+# `deferred_matrix_grads` is active (None otherwise).
+_pending: dict[int, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] | None = None
+
+
+@contextmanager
+def deferred_matrix_grads() -> Iterator[None]:
+    """During a plain backward (no `create_graph`) inside this block, the products' backwards do
+    not each form a full-size dM: they record its factors, and on leaving the block every
+    matrix gets dM = [L_1; L_2; ...]^T [R_1; R_2; ...], one product, added to its `.grad`.
+
+    Each transform matrix is used three times per step (theta = M z, M z', M^T g), so autograd
+    would build three (R, c) gradients and add them; this writes one (issue 21)."""
+    global _pending
+    previous, _pending = _pending, {}
+    try:
+        yield
+        for matrix, lefts, rights in _pending.values():
+            grad = torch.cat(lefts).T @ torch.cat(rights)
+            if matrix.grad is None:
+                matrix.grad = grad
+            else:
+                matrix.grad.add_(grad)
+    finally:
+        _pending = previous
+
+
+def _matrix_grad(matrix: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> Any:
+    """dM = left^T right, or None once recorded for `deferred_matrix_grads` (a leaf matrix in a
+    backward that builds no graph: nothing differentiates this gradient further)."""
+    left, right = _flat(left), _flat(right)
+    if _pending is None or torch.is_grad_enabled() or not matrix.is_leaf:
+        return left.T @ right
+    _, lefts, rights = _pending.setdefault(id(matrix), (matrix, [], []))
+    lefts.append(left)
+    rights.append(right)
+    return None
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -60,7 +100,7 @@ class TransformMatvec(torch.autograd.Function):
         matrix, vectors = ctx.saved_tensors
         grad_matrix = grad_vectors = None
         if ctx.needs_input_grad[0]:  # dM = sum over the batch of dy v^T: one product
-            grad_matrix = _flat(grad_out).T @ _flat(vectors)
+            grad_matrix = _matrix_grad(matrix, grad_out, vectors)
         if ctx.needs_input_grad[1]:
             grad_vectors = grad_out @ matrix
         return grad_matrix, grad_vectors
@@ -88,7 +128,7 @@ class TransformRmatvec(torch.autograd.Function):
         matrix, vectors = ctx.saved_tensors
         grad_matrix = grad_vectors = None
         if ctx.needs_input_grad[0]:  # dM = sum over the batch of g dy^T: one product
-            grad_matrix = _flat(vectors).T @ _flat(grad_out)
+            grad_matrix = _matrix_grad(matrix, vectors, grad_out)
         if ctx.needs_input_grad[1]:
             grad_vectors = grad_out @ matrix.T
         return grad_matrix, grad_vectors
