@@ -8,8 +8,8 @@ from test_inner_loop import make_batch
 
 from ray_macaw import MACAWConfig
 from ray_macaw.algorithms.common.devices import resolve_device, to_cpu, to_device
-from ray_macaw.algorithms.macaw.validation import MACAWConfigError
 from ray_macaw.algorithms.common.replicas import load_training_state, training_state
+from ray_macaw.algorithms.macaw.validation import MACAWConfigError
 from ray_macaw.algorithms.macaw.workers import GradientComputer
 from ray_macaw.macaw import (
     InnerLoopConfig,

@@ -40,13 +40,6 @@ class BufferSources:
     outer_cut: Mapping[str, Any]
     inner_root: str | None = None
 
-    @property
-    def shared(self) -> bool:
-        """Whether one held buffer serves as both the inner and the outer buffer."""
-        return self.inner_root in (None, self.root) and dict(self.inner_cut) == dict(
-            self.outer_cut
-        )
-
 
 @dataclass(frozen=True)
 class HeldTask:
@@ -62,10 +55,9 @@ class HeldTask:
         return sum(a.nbytes for data in held for a in data.columns.values())
 
 
-def cut(data: TaskData, settings: Mapping[str, Any]) -> TaskData:
-    """The rows of `data` that a buffer cut with `settings` keeps, copied (so the rest of the
-    task can be freed), of the columns meta-training reads."""
-    rows = buffer_range(data.n_rows, **settings)
+def cut(data: TaskData, rows: range) -> TaskData:
+    """The `rows` of `data` (a buffer's), copied so the rest of the task can be freed, of the
+    columns meta-training reads."""
     # A basic slice is a view of the whole column; the copy lets the whole column go.
     return TaskData(
         data.task_id,
@@ -74,18 +66,17 @@ def cut(data: TaskData, settings: Mapping[str, Any]) -> TaskData:
 
 
 def load_task(sources: BufferSources, task_id: int) -> HeldTask:
-    """Read one task and keep only its buffers' rows."""
+    """Read one task and keep only its buffers' rows; one held buffer serves as inner and outer
+    buffer when both keep the same rows of the same root (the standard configuration)."""
     full = TaskDatasets(sources.root, sources.family).load(task_id)
-    outer = cut(full, sources.outer_cut)
-    if sources.shared:
-        inner = None
-    elif sources.inner_root in (None, sources.root):
-        inner = cut(full, sources.inner_cut)
-    else:
-        del full
-        inner_full = TaskDatasets(sources.inner_root, sources.family).load(task_id)
-        inner = cut(inner_full, sources.inner_cut)
-    return HeldTask(outer, inner)
+    outer_rows = buffer_range(full.n_rows, **sources.outer_cut)
+    outer = cut(full, outer_rows)
+    if sources.inner_root not in (None, sources.root):
+        del full  # before the inner root's copy of the task is read
+        full = TaskDatasets(sources.inner_root, sources.family).load(task_id)
+    elif buffer_range(full.n_rows, **sources.inner_cut) == outer_rows:
+        return HeldTask(outer, None)
+    return HeldTask(outer, cut(full, buffer_range(full.n_rows, **sources.inner_cut)))
 
 
 def load_tasks(sources: BufferSources, task_ids: list[int]) -> dict[int, HeldTask]:
@@ -96,7 +87,9 @@ def load_tasks(sources: BufferSources, task_ids: list[int]) -> dict[int, HeldTas
     return held
 
 
-def split_held(held: Mapping[int, HeldTask]) -> tuple[dict[int, TaskData], dict[int, TaskData] | None]:
+def split_held(
+    held: Mapping[int, HeldTask],
+) -> tuple[dict[int, TaskData], dict[int, TaskData] | None]:
     """(outer buffers, inner buffers or None when the outer ones serve), as `gather` takes them."""
     outer = {k: h.outer for k, h in held.items()}
     if all(h.inner is None for h in held.values()):

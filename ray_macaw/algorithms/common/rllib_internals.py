@@ -60,6 +60,7 @@ def set_iteration(algo: Any, iteration: int) -> None:
 def mark_offline(config: Any) -> None:
     setattr(config, IS_ONLINE, False)
 
+
 # Ray Train's torch process-group set-up (issue 16): the replicas' collective group is joined the
 # way Ray Train's TorchTrainer joins its workers (rank 0's address and a free port, then
 # `torch.distributed.init_process_group` over tcp://, with NCCL's async error handling on GPUs).

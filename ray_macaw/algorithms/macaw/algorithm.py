@@ -1,10 +1,10 @@
 """`MACAW`, an RLlib Algorithm whose `training_step` is Algorithm 1 (spec §5).
 
 No RLlib Learner, EnvRunner or RLModule: MACAW is offline and its meta-gradient needs second-order
-terms RLlib's learners do not give. With 0 workers the model and its three Adam optimisers live in the
-driver, which computes the step vectorised; with N workers they are data-parallel replicas that
-all-reduce their gradients and step alike (issue 16), and the driver's copy is rank 0's, fetched
-when read.
+terms RLlib's learners do not give. With 0 workers the model and its three Adam optimisers live
+in the driver, which computes the step vectorised; with N workers they are data-parallel replicas
+that all-reduce their gradients and step alike (issue 16), and the driver's copy is rank 0's,
+fetched when read.
 """
 
 from __future__ import annotations

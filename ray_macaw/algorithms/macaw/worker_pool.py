@@ -90,9 +90,13 @@ class InnerLoopPool:
     def _form_group(self) -> None:
         address, port = self._get([self.workers[0].address.remote()])[0]
         world = len(self.workers)
-        self._get([w.join.remote(rank, world, address, port) for rank, w in enumerate(self.workers)])
+        self._get(
+            [w.join.remote(rank, world, address, port) for rank, w in enumerate(self.workers)]
+        )
 
-    def step(self, requests: Sequence[TaskRequest], divisor: float, first: bool) -> list[ReplicaStep]:
+    def step(
+        self, requests: Sequence[TaskRequest], divisor: float, first: bool
+    ) -> list[ReplicaStep]:
         """Every replica's answer for one meta-step, in rank order (the step is taken)."""
         logged = LoggedStep(split_balanced(requests, len(self.workers)), divisor, first)
         results = self._recovering(lambda: self._run(logged))
@@ -150,7 +154,7 @@ class InnerLoopPool:
                 values.append(ray.get(future))
             except RayActorError as error:
                 lost.append(error)
-            except Exception as error:  # noqa: BLE001 - re-raised below unless a peer died
+            except Exception as error:  # re-raised below unless a peer died
                 other = other or error
         if lost:
             ranks = [i for i, w in enumerate(self.workers) if not _alive(w)]
