@@ -7,8 +7,13 @@ and library users can catch one type.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray_macaw.data.storage import ObjectPath
 
 
 class RayMacawError(Exception):
@@ -20,17 +25,25 @@ class RayMacawError(Exception):
         path: The file or directory at fault, if any.
     """
 
-    def __init__(self, problem: str, fix: str, path: str | Path | None = None) -> None:
+    def __init__(self, problem: str, fix: str, path: str | Path | object | None = None) -> None:
         self.problem = problem
         self.fix = fix
-        self.path = None if path is None else Path(path)
+        self.path = None if path is None else _as_path(path)
         where = f" [{self.path}]" if self.path is not None else ""
         super().__init__(f"{problem}{where}. Fix: {fix}")
 
-    def __reduce__(self) -> tuple[type, tuple[str, str, Path | None]]:
+    def __reduce__(self) -> tuple[type, tuple[str, str, Any]]:
         # Pickle by the constructor's arguments (the default passes only str(self)), so the
         # error crosses a Ray actor or task boundary as itself and the CLI prints one line.
         return type(self), (self.problem, self.fix, self.path)
+
+
+def _as_path(path: str | Path | object) -> Any:
+    """A local path as a `Path`; an `ObjectPath`, or a URI as written ('s3://bucket/key': `Path`
+    would fold it into 's3:/bucket/key'), as it is."""
+    if isinstance(path, str | os.PathLike) and "://" not in str(path):
+        return Path(path)
+    return path
 
 
 class UnknownNameError(RayMacawError, ValueError):
@@ -65,7 +78,7 @@ class SchemaVersionError(DataError):
     """A manifest written by a newer (or unknown) version of the data format."""
 
 
-def recollect_fix(family_dir: Path, task_id: int) -> str:
+def recollect_fix(family_dir: Path | ObjectPath, task_id: int) -> str:
     """The fix that collects one task again from scratch (its data is discarded first)."""
     return (
         f"re-collect it from scratch: re-run the `ray-macaw collect --family {family_dir.name} "

@@ -104,6 +104,19 @@ def test_workers_spread_and_results_carry_macaw_metrics(data_root: str) -> None:
         algo.stop()
 
 
+def test_every_evaluation_adapts_on_the_same_rows_from_the_same_states(data_root: str) -> None:
+    """Evaluations of one run are paired (issue 18): the held-out tasks' seeds (adaptation rows,
+    episode start states) do not change with the meta-step."""
+    algo = small_config(data_root).evaluation(evaluation_interval=0).build_algo()
+    try:
+        before = [task.options["seed"] for task, _ in algo.held_out_arguments({})]
+        algo.train()
+        after = [task.options["seed"] for task, _ in algo.held_out_arguments({})]
+    finally:
+        algo.stop()
+    assert algo.num_meta_steps == 1 and before == after and len(set(before)) == len(TEST)
+
+
 def test_save_restore_continues_exactly(data_root: str, tmp_path: Path) -> None:
     algo = small_config(data_root).build_algo()
     try:

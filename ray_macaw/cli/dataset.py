@@ -1,4 +1,5 @@
-"""`ray-macaw dataset inspect|import|export`: read, check and convert offline data roots."""
+"""`ray-macaw dataset inspect|behaviour|import|export`: read, check, measure and convert
+offline data roots."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_macaw.cli.common import print_doc
-from ray_macaw.errors import UnknownNameError
+from ray_macaw.errors import ArgumentError, UnknownNameError
 from ray_macaw.tasks import FAMILIES, get_task_family
 
 
@@ -37,9 +38,10 @@ def _render_inspect(doc: dict[str, Any]) -> str:
 def cmd_dataset_inspect(args: argparse.Namespace) -> None:
     """`ray-macaw dataset inspect ROOT [--family F] [--json]`."""
     from ray_macaw.data.datasets import TaskDatasets, find_families
+    from ray_macaw.data.storage import root_path
     from ray_macaw.errors import DataError, MissingDataError
 
-    root = Path(args.root)
+    root = root_path(args.root)  # a local path or a URI (s3://bucket/prefix)
     names = [args.family] if args.family else find_families(root)
     if not names:
         raise MissingDataError(
@@ -65,6 +67,34 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> None:
             "root adding --recollect with those task ids",
             root,
         )
+
+
+def _render_behaviour(doc: dict[str, Any]) -> str:
+    lines = [
+        f"behaviour agents, {doc['episodes']} deterministic episode(s) per task from the "
+        f"start states of runs with seed {doc['seed']}",
+        f"  {'task':>4} {'return':>10} {'s.e.':>8}",
+    ]
+    for t in doc["per_task"].values():
+        lines.append(f"  {t['task_id']:>4} {t['return']:>10.2f} {t['return_stderr']:>8.2f}")
+    mean, error = doc["behaviour_return_mean"], doc["behaviour_return_stderr"]
+    lines.append(f"  {'mean':>4} {mean:>10.2f} {error:>8.2f}")
+    return "\n".join(lines)
+
+
+def cmd_dataset_behaviour(args: argparse.Namespace) -> None:
+    """`ray-macaw dataset behaviour ROOT --family F [--tasks test] [--seed S] [--episodes N]`."""
+    from ray_macaw.collect.config import parse_tasks
+    from ray_macaw.data.datasets import TaskDatasets
+    from ray_macaw.evaluation.behaviour_level import behaviour_level
+
+    if args.episodes < 1:
+        raise ArgumentError("--episodes must be at least 1", "e.g. --episodes 5")
+    data = TaskDatasets(args.root, args.family, verify=False)
+    family = get_task_family(data.family, seed=data.manifest.family_seed)
+    tasks = parse_tasks(args.tasks, family, args.split)
+    doc = behaviour_level(args.root, data.family, tasks, args.seed, args.episodes)
+    print_doc(doc, args.json, _render_behaviour)
 
 
 def _pairs_or_names(items: Sequence[str]) -> dict[int, str] | list[str]:
@@ -167,7 +197,7 @@ def _add_interchange_parsers(dataset_sub: Any) -> None:
 
 
 def add_parsers(sub: Any) -> None:
-    """Register `dataset inspect|import|export` on the top-level subparsers."""
+    """Register `dataset inspect|behaviour|import|export` on the top-level subparsers."""
     dataset = sub.add_parser("dataset", help="work with offline data roots")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
     inspect = dataset_sub.add_parser("inspect", help="rows, episodes, returns, checksums per task")
@@ -175,4 +205,18 @@ def add_parsers(sub: Any) -> None:
     inspect.add_argument("--family", default=None, help="only this family")
     inspect.add_argument("--json", action="store_true", help="print JSON")
     inspect.set_defaults(func=cmd_dataset_inspect)
+    behaviour = dataset_sub.add_parser(
+        "behaviour",
+        help="the behaviour agents' deterministic returns, from held-out evaluation's start states",
+    )
+    behaviour.add_argument("root", help="data root written by `ray-macaw collect` (SAC or TD3)")
+    behaviour.add_argument("--family", default=None, help="the family (default: the root's one)")
+    behaviour.add_argument("--tasks", default="test", help="test (default), train, all or ids")
+    behaviour.add_argument("--split", default=None, help="split for train/test (family default)")
+    behaviour.add_argument(
+        "--seed", type=int, default=0, help="the training run's seed (its start states)"
+    )
+    behaviour.add_argument("--episodes", type=int, default=5, help="episodes per task")
+    behaviour.add_argument("--json", action="store_true", help="print JSON")
+    behaviour.set_defaults(func=cmd_dataset_behaviour)
     _add_interchange_parsers(dataset_sub)

@@ -29,13 +29,21 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """`ray-macaw report RUN_DIR [--out DIR] [--json]`."""
+    """`ray-macaw report RUN_DIR [--out DIR] [--json]`; RUN_DIR may be a URI (s3://...)."""
+    from ray_macaw.report.remote import readable_run_dir
+
+    with readable_run_dir(args.run_dir) as run_dir:
+        _report(args, run_dir)
+
+
+def _report(args: argparse.Namespace, run_dir: Path) -> None:
     import sys
 
+    from ray_macaw.report.remote import publish
     from ray_macaw.report.runs import load_runs, unfinished_runs
     from ray_macaw.report.summary import format_table, plot_curves, summary_rows
 
-    runs = load_runs(args.run_dir)
+    runs = load_runs(run_dir)
     left = unfinished_runs(runs)
     if left:  # their last evaluation is in the table, but they are not done
         print(
@@ -45,14 +53,17 @@ def cmd_report(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     rows = summary_rows(runs)
-    out = Path(args.out or args.run_dir)
-    png = plot_curves(runs, out / "learning_curves.png", title=Path(args.run_dir).name)
+    out = Path(args.out or run_dir)
+    png = plot_curves(runs, out / "learning_curves.png", title=run_dir.name)
     (out / "report.json").write_text(json.dumps(rows, indent=2, default=str))
+    written = [png, out / "report.json"]
+    # Uploaded beside an experiment on object storage unless --out names a local directory.
+    png_at, json_at = [str(p) for p in written] if args.out else publish(written, args.run_dir)
     if args.json:
-        print(json.dumps({"rows": rows, "plot": str(png)}, indent=2, default=str))
+        print(json.dumps({"rows": rows, "plot": png_at}, indent=2, default=str))
         return
     print(format_table(rows))
-    print(f"\nlearning curves: {png}\ntable as JSON: {out / 'report.json'}")
+    print(f"\nlearning curves: {png_at}\ntable as JSON: {json_at}")
 
 
 def add_parsers(sub: Any) -> None:

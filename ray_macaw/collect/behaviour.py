@@ -10,7 +10,7 @@ Agent checkpoints are torch state dicts read back with `weights_only=True`: noth
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from ray_macaw.data import columns as C
+from ray_macaw.data.atomic import atomic_write_bytes
+from ray_macaw.data.storage import ObjectPath
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.nn.networks import MACAWPolicy
 
@@ -125,7 +127,7 @@ def make_agent(
     return agent
 
 
-def save_checkpoint(agent: OffPolicyAlgorithm, path: Path, rows: int) -> None:
+def save_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath, rows: int) -> None:
     """Agent state after `rows` lifetime transitions, as torch tensors only (atomic)."""
     _, variables = agent._get_torch_save_params()
     state = {
@@ -135,15 +137,15 @@ def save_checkpoint(agent: OffPolicyAlgorithm, path: Path, rows: int) -> None:
         "state_dicts": agent.get_parameters(),
         "variables": {name: getattr(agent, name).detach().cpu() for name in variables},
     }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(agent: OffPolicyAlgorithm, path: Path) -> int:
+def load_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath) -> int:
     """Restore an agent saved by `save_checkpoint`; returns the rows it was saved after."""
-    state = torch.load(path, map_location=agent.device, weights_only=True)
+    state = torch.load(io.BytesIO(path.read_bytes()), map_location=agent.device, weights_only=True)
     agent.set_parameters(state["state_dicts"], exact_match=True, device=agent.device)
     for name, value in state["variables"].items():
         getattr(agent, name).data.copy_(value)

@@ -6,7 +6,6 @@ a second thread for progress queries.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import Manifest, PartRecord, TaskRecord, update_manifest
 from ray_macaw.data.shards import DatasetWriter, task_dir_name
+from ray_macaw.data.storage import ObjectPath, local_lock_dir, remove_tree, root_path
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.errors import MissingDataError, recollect_fix
 from ray_macaw.tasks import TaskFamily, get_task_family
@@ -90,7 +90,7 @@ class TaskCollection:
         self.agent: Any = None
 
     @property
-    def agent_dir(self) -> Path:
+    def agent_dir(self) -> Path | ObjectPath:
         """Where this task's agent checkpoints live."""
         return self.dataset.family_dir / AGENTS_DIR / f"task_id={self.task_id}"
 
@@ -170,7 +170,7 @@ class TaskCollection:
         refill_replay_buffer(self.agent, existing)
         self.agent.num_timesteps = rows
 
-    def _checkpoint_for(self, rows: int) -> Path:
+    def _checkpoint_for(self, rows: int) -> Path | ObjectPath:
         """The checkpoint saved with the last complete part (or the newest one before it)."""
         found = sorted((int(p.stem.split("-")[1]), p) for p in self.agent_dir.glob("ckpt-*.pt"))
         usable = [path for saved, path in found if saved <= rows]
@@ -186,7 +186,8 @@ class TaskCollection:
     def _checkpoint(self, part: PartRecord) -> None:
         rows = part.first_step + part.rows
         save_checkpoint(self.agent, self.agent_dir / f"ckpt-{rows:012d}.pt", rows)
-        for old in sorted(self.agent_dir.glob("ckpt-*.pt"))[:-KEEP_CHECKPOINTS]:
+        saved: list[Path | ObjectPath] = sorted(self.agent_dir.glob("ckpt-*.pt"), key=str)
+        for old in saved[:-KEEP_CHECKPOINTS]:
             old.unlink()
 
     def _run_scripted(self, remaining: int) -> None:
@@ -240,19 +241,25 @@ class CollectorActor:
 
 def completed_tasks(root: str, family: str) -> set[int]:
     """Ids of the tasks the manifest marks complete."""
-    manifest = Manifest.load(Path(root) / family)
+    manifest = Manifest.load(root_path(root) / family)
     return {k for k, record in manifest.tasks.items() if record.complete}
 
 
 def task_owner_locks(root: str, family: str, task_ids: list[int]) -> list[tuple[Path, str, str]]:
-    """The `(lock file, what, fix)` of each task, for `ownership.owning`."""
-    family_dir = Path(root) / family
+    """The `(lock file, what, fix)` of each task, for `ownership.owning`. Object storage has no
+    locks: a root there is owned through lock files of this machine (`ray job submit` runs every
+    job's driver on the head node, so jobs on one cluster still exclude each other)."""
+    family_dir = root_path(root) / family
     fix = (
         "wait for that command to finish, or stop it (the Ray actors of a killed command stop a "
         "few seconds after it), then re-run this one: it resumes from the last complete part"
     )
     return [
-        (family_dir / OWNERS_DIR / f"task_id={t}.lock", f"task {t} of {family_dir}", fix)
+        (
+            local_lock_dir(family_dir) / OWNERS_DIR / f"task_id={t}.lock",
+            f"task {t} of {family_dir}",
+            fix,
+        )
         for t in task_ids
     ]
 
@@ -260,13 +267,13 @@ def task_owner_locks(root: str, family: str, task_ids: list[int]) -> list[tuple[
 def discard_task(root: str, family: str, task_id: int) -> None:
     """Forget a task's data (manifest first, so no reader is sent to a deleted file), then delete
     its parts, agent checkpoints and curve; call while owning the task."""
-    family_dir = Path(root) / family
+    family_dir = root_path(root) / family
 
     def reset(manifest: Manifest) -> None:
         manifest.tasks[task_id] = TaskRecord(task_id, manifest.tasks[task_id].params)
 
     update_manifest(family_dir, reset)
-    shutil.rmtree(family_dir / task_dir_name(task_id), ignore_errors=True)
-    shutil.rmtree(family_dir / AGENTS_DIR / f"task_id={task_id}", ignore_errors=True)
+    remove_tree(family_dir / task_dir_name(task_id))
+    remove_tree(family_dir / AGENTS_DIR / f"task_id={task_id}")
     for path in curve_paths(family_dir, task_id):
         path.unlink(missing_ok=True)

@@ -5,22 +5,22 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from ray_macaw.data.atomic import atomic_write_bytes
+from ray_macaw.data.storage import StoragePath
 
 CURVES_DIR = "_curves"  # leading underscore: skipped by pyarrow's dataset discovery
 
 
-def curve_paths(family_dir: Path, task_id: int) -> tuple[Path, Path]:
+def curve_paths(family_dir: StoragePath, task_id: int) -> tuple[StoragePath, StoragePath]:
     """(CSV, PNG) paths of a task's curve."""
     stem = family_dir / CURVES_DIR / f"task_id={task_id}"
     return stem.with_suffix(".csv"), stem.with_suffix(".png")
 
 
-def write_curve(family_dir: Path, task_id: int, curve: Sequence[tuple[int, float]]) -> None:
+def write_curve(family_dir: StoragePath, task_id: int, curve: Sequence[tuple[int, float]]) -> None:
     """Write `episode, end_step, return` rows and a plot of return against lifetime steps."""
     csv_path, png_path = curve_paths(family_dir, task_id)
     csv_path.parent.mkdir(parents=True, exist_ok=True)

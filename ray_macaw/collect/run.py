@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -25,6 +24,7 @@ from ray_macaw.collect.collector import (
     task_owner_locks,
 )
 from ray_macaw.collect.config import CollectConfig, parse_tasks
+from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
 from ray_macaw.runtime.ownership import owning
 from ray_macaw.runtime.ray_setup import check_resources, ensure_ray
@@ -152,7 +152,7 @@ def collect(
         )
     return {
         "family": family.name,
-        "root": str(Path(config.root) / family.name),
+        "root": str(root_path(config.root) / family.name),
         "collected": collected,
         "skipped": sorted(set(task_ids) & finished),
         "seconds": time.monotonic() - started,
@@ -210,7 +210,7 @@ def _run_actors(
 def actor_name(config: CollectConfig, task_id: int, attempt: int = 0) -> str:
     """Name of a task's collector actor (unique per root, family, task and attempt: a dead
     actor's name can stay registered for a while)."""
-    root = Path(config.root).resolve()
+    root = root_path(config.root).resolve()
     return f"ray-macaw-collect:{root}:{config.family}:{task_id}:{attempt}"
 
 

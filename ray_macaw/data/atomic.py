@@ -8,18 +8,23 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ray_macaw.data.storage import ObjectPath
 from ray_macaw.errors import DataError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path | ObjectPath, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename.
 
     A crash leaves either the previous file or the new one, never a truncated file under the
-    final name; `os.replace` is atomic on POSIX filesystems.
+    final name; `os.replace` is atomic on POSIX filesystems. On object storage an object
+    appears only once its upload completes, so it is written under its final key directly.
 
     Raises:
         DataError: The disk is full, read-only or not writable; the previous file is untouched.
     """
+    if isinstance(path, ObjectPath):
+        path.write_bytes(data)
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

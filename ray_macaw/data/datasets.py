@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ray_macaw.data import schema as S
 from ray_macaw.data.manifest import MANIFEST_NAME, Manifest, PartRecord, TaskRecord
+from ray_macaw.data.storage import ObjectPath, root_path
 from ray_macaw.data.task_data import TaskData, table_to_numpy
 from ray_macaw.errors import (
     ChecksumError,
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
     import ray.data
 
 
-def find_families(root: Path) -> list[str]:
+def find_families(root: str | Path | ObjectPath) -> list[str]:
     """Names of the family directories under `root` that hold a manifest."""
+    root = root_path(root)
     if not root.is_dir():
         raise MissingDataError(
             "data root does not exist",
@@ -43,13 +45,15 @@ class TaskDatasets:
     """The offline data of one task family under a root (`<root>/<family>/...`).
 
     Args:
-        root: Data root.
+        root: Data root: a local path or a URI (`s3://bucket/prefix`, see `data/storage.py`).
         family: Which family; may be omitted when the root holds exactly one.
         verify: Check each part's sha256 against the manifest when it is read.
     """
 
-    def __init__(self, root: str | Path, family: str | None = None, *, verify: bool = True) -> None:
-        self.root = Path(root)
+    def __init__(
+        self, root: str | Path | ObjectPath, family: str | None = None, *, verify: bool = True
+    ) -> None:
+        self.root = root_path(root)
         families = find_families(self.root)
         if family is None:
             if len(families) != 1:
@@ -86,7 +90,7 @@ class TaskDatasets:
             )
         return record
 
-    def part_paths(self, task_id: int) -> list[Path]:
+    def part_paths(self, task_id: int) -> list[Path | ObjectPath]:
         """Paths of the task's parts, checking that each exists."""
         paths = [self.family_dir / p.file for p in self.task_record(task_id).parts]
         for path in paths:
@@ -193,7 +197,9 @@ class TaskDatasets:
         return inspect_family(self)
 
 
-def check_finite(table: pa.Table, path: Path, recollect: str = "re-collect the task") -> None:
+def check_finite(
+    table: pa.Table, path: Path | ObjectPath, recollect: str = "re-collect the task"
+) -> None:
     """Raise `NonFiniteDataError` if any float column of `table` holds NaN or inf."""
     for name in S.FLOAT_COLUMNS:
         if name not in table.column_names:

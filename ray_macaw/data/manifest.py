@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ray_macaw.data.atomic import atomic_write_bytes, file_lock
+from ray_macaw.data.manifest_records import read_records, uses_task_records, write_record
 from ray_macaw.data.schema import SCHEMA_VERSION
+from ray_macaw.data.storage import ObjectPath, StoragePath, local_lock_dir
 from ray_macaw.errors import DataError, MissingDataError, SchemaError, SchemaVersionError
 
 MANIFEST_NAME = "manifest.json"
@@ -82,7 +86,7 @@ class Manifest:
         return json.dumps(doc, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, path: Path) -> Manifest:
+    def from_json(cls, text: str, path: StoragePath) -> Manifest:
         """Parse and check a manifest; errors name `path`."""
         try:
             doc = json.loads(text)
@@ -116,8 +120,9 @@ class Manifest:
             ) from e
 
     @classmethod
-    def load(cls, family_dir: Path) -> Manifest:
-        """Read `<family_dir>/manifest.json`."""
+    def load(cls, family_dir: Path | ObjectPath) -> Manifest:
+        """Read `<family_dir>/manifest.json` (and merge the per-task records of object storage)."""
+
         path = family_dir / MANIFEST_NAME
         if not path.is_file():
             raise MissingDataError(
@@ -125,9 +130,9 @@ class Manifest:
                 "point at a root written by `ray-macaw collect` (ROOT/<family>/manifest.json)",
                 path,
             )
-        return cls.from_json(path.read_text(), path)
+        return _merge_records(cls.from_json(path.read_text(), path), family_dir)
 
-    def save(self, family_dir: Path) -> None:
+    def save(self, family_dir: Path | ObjectPath) -> None:
         """Write atomically (temporary file, then rename)."""
         atomic_write_bytes(family_dir / MANIFEST_NAME, self.to_json().encode())
 
@@ -135,7 +140,7 @@ class Manifest:
 _PART_FIELDS = {"file": str, "rows": int, "episodes": int, "sha256": str, "first_step": int}
 
 
-def check_fields(manifest: Manifest, path: Path) -> None:
+def check_fields(manifest: Manifest, path: StoragePath) -> None:
     """Field types a JSON manifest could get wrong, and part paths confined to the family
     directory (no absolute path, no '..'), so a manifest never makes ray-macaw read elsewhere.
 
@@ -163,7 +168,7 @@ def check_fields(manifest: Manifest, path: Path) -> None:
                 )
 
 
-def check_version(doc: dict[str, Any], path: Path) -> None:
+def check_version(doc: dict[str, Any], path: StoragePath) -> None:
     """Refuse manifests from a newer data format than this ray-macaw reads."""
     version = doc.get("schema_version")
     if not isinstance(version, int):
@@ -180,14 +185,57 @@ def check_version(doc: dict[str, Any], path: Path) -> None:
         )
 
 
-def update_manifest(family_dir: Path, change: Callable[[Manifest], None]) -> Manifest:
+def manifest_lock(family_dir: Path | ObjectPath) -> contextlib.AbstractContextManager[None]:
+    """The lock of a family's manifest: a lock file beside it; for object storage (which has no
+    locks) one in this machine's lock directory, so only this machine's writers wait on it."""
+    return file_lock(local_lock_dir(family_dir) / LOCK_NAME)
+
+
+def update_manifest(family_dir: Path | ObjectPath, change: Callable[[Manifest], None]) -> Manifest:
     """Apply `change` to the manifest under an exclusive lock, then save it atomically.
 
     Several collector processes on one filesystem can record their parts without losing each
-    other's updates.
+    other's updates; on object storage each task's entry is its own object
+    (`manifest_records`), so writers of different tasks never overwrite each other.
     """
-    with file_lock(family_dir / LOCK_NAME):
+    with manifest_lock(family_dir):
         manifest = Manifest.load(family_dir)
+        if uses_task_records(family_dir):
+            return _update_records(family_dir, manifest, change)
         change(manifest)
         manifest.save(family_dir)
     return manifest
+
+
+def _merge_records(manifest: Manifest, family_dir: StoragePath) -> Manifest:
+    """`manifest` with each task's own record (`manifest_records`) in place of its entry."""
+    for path, doc in read_records(family_dir):
+        check_version(doc, path)
+        doc.pop("schema_version")
+        try:
+            parts = [PartRecord(**p) for p in doc.pop("parts", [])]
+            manifest.tasks[doc["task_id"]] = TaskRecord(**doc, parts=parts)
+        except (TypeError, ValueError) as e:
+            raise SchemaError(
+                f"task record has missing or unexpected fields ({e})",
+                "delete it to fall back to manifest.json's entry, or re-collect the task",
+                path,
+            ) from e
+    check_fields(manifest, family_dir)
+    return manifest
+
+
+def _update_records(
+    family_dir: StoragePath, manifest: Manifest, change: Callable[[Manifest], None]
+) -> Manifest:
+    """Apply `change` to a merged manifest and write the records of the tasks it changed (the
+    family's settings in manifest.json are written once, when the root is made)."""
+    changed = copy.deepcopy(manifest)
+    change(changed)
+    settings = [f.name for f in fields(changed) if f.name != "tasks"]
+    if any(getattr(changed, n) != getattr(manifest, n) for n in settings):
+        raise ValueError("a manifest update may change task entries only")
+    for task_id, record in changed.tasks.items():
+        if manifest.tasks.get(task_id) != record:
+            write_record(family_dir, task_id, {"schema_version": SCHEMA_VERSION, **asdict(record)})
+    return changed

@@ -27,6 +27,7 @@ from ray_macaw.data.columns import (
     TRUNCATED,
     T,
 )
+from ray_macaw.data.storage import ObjectPath
 from ray_macaw.errors import SchemaError
 
 __all__ = [
@@ -80,7 +81,7 @@ def arrow_schema(obs_dim: int, act_dim: int) -> pa.Schema:
 def check_schema(
     actual: pa.Schema,
     expected: pa.Schema,
-    path: str | Path,
+    path: str | Path | ObjectPath,
     recollect: str = "re-collect this task",
 ) -> None:
     """Raise `SchemaError` naming every missing or mistyped column of a part file."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,9 +16,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ray_macaw.data import schema as S
-from ray_macaw.data.atomic import atomic_write_bytes, file_lock
-from ray_macaw.data.manifest import LOCK_NAME, Manifest, PartRecord, TaskRecord, update_manifest
+from ray_macaw.data.atomic import atomic_write_bytes
+from ray_macaw.data.manifest import (
+    Manifest,
+    PartRecord,
+    TaskRecord,
+    manifest_lock,
+    update_manifest,
+)
 from ray_macaw.data.returns import EpisodeReturns, episode_returns
+from ray_macaw.data.storage import ObjectPath, StoragePath, replace, root_path
 from ray_macaw.errors import DataError, NonFiniteDataError
 from ray_macaw.tasks.base import TaskFamily
 
@@ -69,7 +75,7 @@ class DatasetWriter:
     otherwise writing is refused, so new rows never mix with data of other settings.
 
     Args:
-        root: Data root.
+        root: Data root: a local path or a URI (`s3://bucket/prefix`, see `data/storage.py`).
         family: The task family whose tasks are written.
         obs_dim: Observation size.
         act_dim: Action size.
@@ -83,7 +89,7 @@ class DatasetWriter:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | ObjectPath,
         family: TaskFamily,
         *,
         obs_dim: int,
@@ -95,7 +101,7 @@ class DatasetWriter:
         seeds: Mapping[str, Any] | None = None,
     ) -> None:
         self.family = family
-        self.family_dir = Path(root) / family.name
+        self.family_dir = root_path(root) / family.name
         self.schema = S.arrow_schema(obs_dim, act_dim)
         wanted = Manifest(
             family=family.name,
@@ -120,7 +126,7 @@ class DatasetWriter:
                 "choose a writable root",
                 self.family_dir,
             ) from e
-        with file_lock(self.family_dir / LOCK_NAME):
+        with manifest_lock(self.family_dir):
             if (self.family_dir / "manifest.json").exists():
                 _check_compatible(Manifest.load(self.family_dir), wanted, self.family_dir)
             else:
@@ -151,7 +157,7 @@ class DatasetWriter:
         )
 
 
-def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: Path) -> None:
+def _check_compatible(existing: Manifest, wanted: Manifest, family_dir: StoragePath) -> None:
     keys = (
         "family",
         "family_seed",
@@ -357,10 +363,16 @@ class TaskWriter:
                 self.parent.family_dir / task_dir_name(self.task_id),
             )
 
-    def _record(self, manifest: Manifest, part: PartRecord, staged: Path, final: Path) -> None:
+    def _record(
+        self,
+        manifest: Manifest,
+        part: PartRecord,
+        staged: Path | ObjectPath,
+        final: Path | ObjectPath,
+    ) -> None:
         """Under the manifest lock: check, move the part into place, list it."""
         self._check_appends(manifest, part)
-        os.replace(staged, final)
+        replace(staged, final)
         manifest.tasks[self.task_id].parts.append(part)
 
     def _pending_table(self) -> pa.Table:

@@ -46,8 +46,8 @@ class MACAWAdaptation(Adaptation):
     model_class: ClassVar[type[torch.nn.Module]] = MACAWModel
     columns: ClassVar[tuple[str, ...]] = BATCH_COLUMNS
 
-    def batch(self, task: HeldOutTask) -> dict[str, torch.Tensor]:
-        batch = task.adaptation_batch(self.columns)
+    def batch(self, task: HeldOutTask, index: int = 0) -> dict[str, torch.Tensor]:
+        batch = task.adaptation_batch(self.columns, index)
         for column in (C.OBS, C.TERMINAL_OBS):
             batch[column] = with_zero_task_id(batch[column], one_hot_width(task))
         return batch

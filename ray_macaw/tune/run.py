@@ -15,6 +15,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ray_macaw.algorithms.common.checkpoints import open_checkpoint
+from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
 from ray_macaw.outputs import FINETUNE_FILE, SPEC_FILE
 from ray_macaw.runtime.ray_setup import ensure_ray
@@ -210,8 +211,8 @@ def _check_finished(spec: TuneSpec, trials: list[dict[str, Any]], path: str) -> 
 
 
 def _warn_if_changed(spec: TuneSpec, path: str, log: Any) -> None:
-    saved = Path(path) / SPEC_FILE
-    if saved.exists() and saved.read_text() != spec.to_yaml():
+    saved = root_path(path) / SPEC_FILE
+    if saved.is_file() and saved.read_text() != spec.to_yaml():
         log(
             f"warning: the experiment file or --set values differ from {saved}; a resumed "
             "experiment keeps the settings it started with (start a new --name to change them)"
@@ -219,10 +220,10 @@ def _warn_if_changed(spec: TuneSpec, path: str, log: Any) -> None:
 
 
 def _save_spec(spec: TuneSpec, path: str) -> None:
-    if "://" in path:  # remote storage: Tune writes there; reports need the spec file locally
-        return
-    Path(path).mkdir(parents=True, exist_ok=True)
-    (Path(path) / SPEC_FILE).write_text(spec.to_yaml())
+    """The spec beside the trials (local or object storage), for reports and resumes."""
+    experiment = root_path(path)
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / SPEC_FILE).write_text(spec.to_yaml())
 
 
 def _finetune_trial(spec: TuneSpec, result: Any, log: Any) -> dict[str, Any]:

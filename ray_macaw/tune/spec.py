@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from ray_macaw.data.storage import location
 from ray_macaw.errors import DataError, RayMacawError, did_you_mean
 from ray_macaw.evaluation.finetune import FineTuneConfig
 from ray_macaw.training.run_file import (
@@ -366,7 +367,8 @@ def _refuse_unknown(doc: Any, known: Any, what: str, path: Path) -> None:
 
 
 def _expand(settings: dict[str, Any]) -> dict[str, Any]:
-    """Expand ${VARS} and make the data root absolute: Tune runs trials in their own directory."""
+    """Expand ${VARS} and make a local data root absolute: Tune runs trials in their own
+    directory."""
     out = dict(settings)
     root = out.get("data_root")
     if isinstance(root, str):
@@ -376,7 +378,7 @@ def _expand(settings: dict[str, Any]) -> dict[str, Any]:
                 f"data_root '{root}' names an unset environment variable",
                 "export it, or pass --set data_root=/path/to/root",
             )
-        out["data_root"] = str(Path(expanded).expanduser().resolve())
+        out["data_root"] = location(expanded)  # a URI (s3://...) stays as it is
     return out
 
 

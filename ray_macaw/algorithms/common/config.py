@@ -49,6 +49,7 @@ class OfflineMetaConfig(AlgorithmConfig):
         "task_batch_size",
         "buffer_stride",
         "eval_adaptation_batch_size",
+        "eval_adaptation_batches",
         "eval_episodes_per_task",
     )
     # Columns of the paper's hyperparameter table: setting -> value where it differs.
@@ -73,6 +74,7 @@ class OfflineMetaConfig(AlgorithmConfig):
         self.outer_buffer_size = -1
         # .evaluation()
         self.eval_adaptation_batch_size = 256
+        self.eval_adaptation_batches = 1
         self.eval_episodes_per_task = 1
         self.eval_num_cpus_per_task = 1.0
         self.eval_at_start = True
@@ -209,6 +211,7 @@ class OfflineMetaConfig(AlgorithmConfig):
         self,
         *,
         adaptation_batch_size: int = NotProvided,
+        adaptation_batches: int = NotProvided,
         episodes_per_task: int = NotProvided,
         num_cpus_per_task: float = NotProvided,
         at_start: bool = NotProvided,
@@ -218,7 +221,12 @@ class OfflineMetaConfig(AlgorithmConfig):
 
         Args:
             adaptation_batch_size: Uniform rows of a held-out task's test buffer to adapt on.
-            episodes_per_task: Deterministic episodes per held-out task (the authors: 1).
+            adaptation_batches: Adaptation batches per held-out task, each adapted to and
+                evaluated on its own (the authors: 1); more make the post-adaptation figure
+                and its standard error less dependent on which rows were drawn.
+            episodes_per_task: Deterministic episodes per held-out task (the authors: 1), from
+                the same start states at every evaluation and for every algorithm (paired);
+                at least 2 give a standard error.
             num_cpus_per_task: CPUs of each held-out task's evaluation (a Ray task).
             at_start: Also evaluate the untrained model, at meta-step 0, so that learning
                 curves start where training starts.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,6 +35,7 @@ from ray_macaw.algorithms.common.devices import to_cpu
 from ray_macaw.data.batches import BufferLayout
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import MANIFEST_NAME
+from ray_macaw.data.storage import root_path
 from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.evaluation import held_out
 from ray_macaw.evaluation.held_out import Adaptation, HeldOutTask
@@ -97,7 +97,7 @@ class OfflineMetaAlgorithm(Algorithm):
         self.inner_data_root: str = cfg.inner_data_root or cfg.data_root  # inner and test buffers
         # Workers and evaluation tasks read the data on any node; nothing is written to it.
         for root in {self.data_root, self.inner_data_root}:
-            check_shared(Path(root) / cfg.family, probe=MANIFEST_NAME)
+            check_shared(root_path(root) / cfg.family, probe=MANIFEST_NAME)
         self.split = resolve_split(cfg)
         data = TaskDatasets(self.data_root, cfg.family)
         inner = TaskDatasets(self.inner_data_root, cfg.family)
@@ -203,9 +203,10 @@ class OfflineMetaAlgorithm(Algorithm):
         return [(task, weights) for task in tasks]
 
     def _evaluation_seed(self, task_id: int) -> int:
-        """Seed of a task's adaptation batch and episodes at this meta-step."""
-        seeds = np.random.SeedSequence([self.config.seed or 0, self.num_meta_steps, task_id])
-        return int(seeds.generate_state(1)[0] % 2**31)
+        """Seed of a task's adaptation batches and episodes: the run's seed and the task's,
+        never the meta-step, so that every evaluation of a run, and every algorithm run with
+        that seed, adapts on the same rows and starts from the same states (paired figures)."""
+        return held_out.evaluation_seed(self.config.seed or 0, task_id)
 
     @override(Algorithm)
     def get_state(

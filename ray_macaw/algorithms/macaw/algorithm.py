@@ -251,6 +251,7 @@ class MACAW(OfflineMetaAlgorithm):
         return {
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
+            "batches": cfg.eval_adaptation_batches,
             "test_buffer": cfg.inner_buffer(),
             "one_hot_tasks": self.one_hot_tasks,
             "test_time": asdict(

@@ -153,6 +153,7 @@ class PEARL(OfflineMetaAlgorithm):
         return {
             "episodes": episodes or cfg.eval_episodes_per_task,
             "batch_size": cfg.eval_adaptation_batch_size,
+            "batches": cfg.eval_adaptation_batches,
             "test_buffer": cfg.inner_buffer(),
             "learning_rates": cfg.learning_rates(),  # PEARL + FT updates at these
         }
