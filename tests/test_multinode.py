@@ -126,7 +126,7 @@ def test_replicas_on_both_nodes_hold_identical_weights(tmp_path: Path, two_nodes
         .training(hidden=(16, 16), latent_dim=4, task_batch_size=3, inner_batch_size=32,
                   outer_batch_size=32)
         .inner_loop_workers(num_workers=2, num_cpus_per_worker=0.5)
-        .evaluation(evaluation_interval=0, at_start=False)
+        .evaluation(evaluation_interval=0, at_start=False, adaptation_batch_size=32)
         .build_algo()
     )  # fmt: skip
     try:

@@ -5,21 +5,26 @@ The meta-loss is a sum over tasks, so its exact second-order gradient is a sum o
 gradients (architecture.md): each replica computes the gradient of its share of the step's tasks
 with plain autograd (double backward included; torch DDP does not support it, pytorch issue
 63929), one all-reduce sums the shares, and every replica takes the same Adam step. No weights
-travel per step. The group is gloo on the CPU and NCCL on GPUs, set up over Ray actors the way
-Ray Train sets up its torch workers (`rllib_internals.ray_train_helper`).
+travel per step. The group is gloo on the CPU and NCCL on GPUs, set up over Ray actors as Ray
+Train sets up its torch workers (rank 0 hosts torch's TCPStore at its Ray node address, the others
+join it), with one difference: the store listens on that address only, not on every interface
+as `init_method="tcp://..."` makes it, so on the embedded local Ray (127.0.0.1) nothing listens
+beyond loopback (docs/security.md).
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import ray
 import torch
 import torch.distributed as dist
 
-from ray_macaw.algorithms.common import rllib_internals
 from ray_macaw.algorithms.common.devices import to_cpu
 
 T = TypeVar("T")
@@ -45,22 +50,39 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def group_address() -> tuple[str, int]:
-    """This node's address and a free port, for rank 0 to host the group's rendezvous."""
-    address, port = rllib_internals.ray_train_helper(rllib_internals.TRAIN_ADDRESS_AND_PORT)()
-    return str(address), int(port)
+def open_rendezvous() -> socket.socket:
+    """Rank 0's listening socket for the group's store: on this node's Ray address, at a port
+    the system picks (held open until the store takes it, so no other process can take it)."""
+    address = ray.util.get_node_ip_address()
+    listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    listener.bind((address, 0))
+    listener.listen()
+    return listener
 
 
-def join_group(rank: int, world_size: int, address: str, port: int, backend: str) -> None:
-    """Join (or, after a lost peer, join again) the replicas' group hosted at address:port."""
+def join_group(
+    rank: int,
+    world_size: int,
+    address: str,
+    port: int,
+    backend: str,
+    listener: socket.socket | None = None,
+) -> None:
+    """Join (or, after a lost peer, join again) the replicas' group whose store rank 0 hosts at
+    address:port; rank 0 passes its `open_rendezvous` socket, which the store then owns."""
     leave_group()
-    setup = rllib_internals.ray_train_helper(rllib_internals.TRAIN_SETUP_PROCESS_GROUP)
-    setup(
-        backend=backend,
-        world_rank=rank,
-        world_size=world_size,
-        init_method=f"tcp://{address}:{port}",
-        timeout_s=int(COLLECTIVE_TIMEOUT.total_seconds()),
+    if backend == "nccl":  # as Ray Train: a failed or timed-out NCCL collective raises
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    store = dist.TCPStore(
+        address,
+        port,
+        world_size,
+        is_master=listener is not None,
+        timeout=COLLECTIVE_TIMEOUT,
+        master_listen_fd=None if listener is None else listener.detach(),
+    )
+    dist.init_process_group(
+        backend, store=store, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
     )
 
 

@@ -59,19 +59,3 @@ def set_iteration(algo: Any, iteration: int) -> None:
 
 def mark_offline(config: Any) -> None:
     setattr(config, IS_ONLINE, False)
-
-
-# Ray Train's torch process-group set-up (issue 16): the replicas' collective group is joined the
-# way Ray Train's TorchTrainer joins its workers (rank 0's address and a free port, then
-# `torch.distributed.init_process_group` over tcp://, with NCCL's async error handling on GPUs).
-# Both names are private to Ray Train; imported on first use (`ray.train` takes ~2.5 s to import).
-TRAIN_ADDRESS_AND_PORT = ("ray.train._internal.utils", "get_address_and_port")
-TRAIN_SETUP_PROCESS_GROUP = ("ray.train.torch.config", "_setup_torch_process_group")
-
-
-def ray_train_helper(name: tuple[str, str]) -> Callable[..., Any]:
-    """One of the Ray Train helpers named above."""
-    import importlib
-
-    module, attribute = name
-    return getattr(importlib.import_module(module), attribute)

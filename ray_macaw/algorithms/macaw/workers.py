@@ -10,6 +10,7 @@ meta-gradient of its share of the step's tasks, all-reduces it with the other re
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -154,15 +155,20 @@ class InnerLoopWorker:
         )
         self.reducer = replicas.GradientReducer(list(model.parameters()), num_flags=1)
         self.rank = -1
+        self.listener: socket.socket | None = None
 
     def address(self) -> tuple[str, int]:
-        """Where the group's rendezvous is hosted, when this replica is rank 0."""
-        return replicas.group_address()
+        """Open the group's rendezvous here (this replica becomes rank 0); its address."""
+        self.listener = replicas.open_rendezvous()
+        address, port = self.listener.getsockname()[:2]
+        return str(address), int(port)
 
     def join(self, rank: int, world_size: int, address: str, port: int) -> None:
-        """Join the replicas' group as `rank`."""
+        """Join the replicas' group as `rank` (rank 0 hosts it: `address` was called here)."""
         device = next(self.computer.model.parameters()).device
-        replicas.join_group(rank, world_size, address, port, replicas.backend_for(device))
+        listener, self.listener = (self.listener if rank == 0 else None), None
+        backend = replicas.backend_for(device)
+        replicas.join_group(rank, world_size, address, port, backend, listener)
         self.rank = rank
 
     def step(self, requests: Sequence[TaskRequest], divisor: float, first: bool) -> ReplicaStep:
