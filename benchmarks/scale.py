@@ -3,8 +3,9 @@
 With inner-loop workers the driver holds no rows, so its memory should not grow with the data;
 since issue 16 the held rows are only those the buffers can sample (stride 7: one in seven), in
 the object store, mapped by every replica on a node (RssShmem, not RssAnon). This writes
-synthetic roots (random episodes through the real `DatasetWriter`), then runs the MACAW Algorithm (standard networks: weight-transform 3 x 100,
-latent 100, task batch 5, batches of 256) on a grid of (training tasks, rows per task):
+synthetic roots (random episodes through the real `DatasetWriter`), then runs the MACAW
+Algorithm (standard networks: weight-transform 3 x 100, latent 100, task batch 5, batches of
+256) on a grid of (training tasks, rows per task):
 the task counts at the smallest row count, and the row counts at the smallest task count.
 Each configuration runs in a fresh driver process (connected to one local Ray started here), so
 its RSS is its own. Per configuration: s / meta-step after warm-up; the driver's resident memory
