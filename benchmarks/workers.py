@@ -1,18 +1,20 @@
 """Meta-step time and bytes moved per step with 0, 1 and 2 inner-loop workers, one run (issue 16).
 
 The MACAW Algorithm's `training_step` (standard networks: Cheetah sizes, weight-transform 3 x 100,
-latent 100, task batch 5, batches of 256, second order, Adam) on a synthetic Cheetah-shaped root
-in the real format. 0 workers: the driver computes the step vectorised with all the machine's
-threads. N workers: N data-parallel replicas of cores / N CPUs (and torch threads) each, which
-all-reduce their gradients over gloo and step alike. The 0- and 2-worker steps (and the
-driver's step with one torch thread) are taken in turn, one of each per round, so that they meet
-the same load; the 1-worker run follows (its replica needs the CPUs the 2 hold). Bytes per step:
-what each replica sends into the one all-reduce (gradient, has-a-gradient flags, non-finite
-count) and what a ring all-reduce sends per replica, 2 (N - 1) / N of it; the pickled step arguments (task and row indices) and
-answers (stats) that travel through Ray; against the design before issue 16 (the weights to every
-worker, every worker's gradient back), sized from the same model. For the projection to more
-workers (benchmarks/RESULTS.md), the per-task meta-gradient, Adam and one all-reduce are timed on
-their own: compute with one torch thread in this process, the all-reduce between the replicas.
+latent 100, task batch 5, batches of 256, second order, Adam) on a synthetic Cheetah-shaped root in
+the real format. 0 workers: the driver computes the step vectorised with all the machine's threads.
+N workers: N data-parallel replicas of cores / N CPUs (and torch threads) each, which all-reduce
+their gradients over gloo and step alike. The 0- and 2-worker steps (and the driver's step with one
+torch thread) are taken in turn, one of each per round, so that they meet the same load; the
+1-worker run follows (its replica needs the CPUs the 2 hold). Bytes per step: what each replica
+sends into the one all-reduce (gradient, has-a-gradient flags, non-finite count) and what a ring
+all-reduce sends per replica, 2 (N - 1) / N of it; the pickled step arguments (task and row
+indices) and answers (stats) that travel through Ray; against the design before issue 16 (the
+weights to every worker, every worker's gradient back), sized from the same model. For the
+projection to more workers (benchmarks/RESULTS.md), the per-task meta-gradient, Adam and one all-
+reduce are timed on their own: compute with one torch thread in this process, the all-reduce
+between the replicas.
+
 Ray runs its workers at niceness 15 and the driver at 0; on a machine other processes load, the
 replicas would get less CPU than the 0-worker driver (and a replica with 2 torch threads was
 seen 40x slower, its threads waiting on each other), so by default the workers run at the
