@@ -47,7 +47,7 @@ def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: 
     task, mean = summary["rows"]
     assert task["task_id"] == 3 and mean["task_id"] == "mean"
     assert set(task) == {
-        "task_id", "behaviour_final", "macaw_unadapted", "macaw_adapted",
+        "task_id", "behaviour", "macaw_unadapted", "macaw_adapted",
         "macaw_online_ft_40", "mt_ft",
     }  # fmt: skip
     assert mean["macaw_adapted"] == task["macaw_adapted"]  # one held-out task
@@ -63,7 +63,7 @@ def test_demo_runs_every_stage_and_rerun_reuses_them(tmp_path: Path, ray_local: 
     again = run_demo(TINY, tmp_path, progress=False, log=lines.append)  # reuses data and runs
     for name in ("macaw", "mt_ft"):
         assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 5  # unchanged
-    assert again["rows"][0]["behaviour_final"] == task["behaviour_final"]
+    assert again["rows"][0]["behaviour"] == task["behaviour"]
 
 
 def test_unknown_demo_family_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ from ray_macaw.training.train import train
 # The paper's multi-task + fine-tuning baseline (spec §9); the objective brings its network
 # (bias-transform layers, no advantage head) and one-hot task ids.
 MT_FT = {"objective": "multitask"}
-BEHAVIOUR_EPISODES = 10  # the behaviour policy's final return: mean of its last episodes
+SEED = 0  # of both training runs, so of the start states every evaluation uses
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _train(
     settings = {
         "family": plan.family,
         "data_root": str(root),
-        "seed": 0,
+        "seed": SEED,
         "evaluation_interval": plan.evaluation_interval,
         **plan.training,
         **extra,
@@ -164,18 +164,20 @@ def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]
 def _table_rows(
     plan: DemoPlan, root: Path, figures: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    from ray_macaw.data.datasets import TaskDatasets
+    from ray_macaw.evaluation.behaviour_level import behaviour_level
 
-    data = TaskDatasets(str(root), plan.family)
+    # The behaviour agents on the start states the runs were evaluated on (paired).
+    tasks = [int(t) for t in figures["macaw"]["per_task"]]
+    level = behaviour_level(str(root), plan.family, tasks, SEED, plan.eval_episodes)
+    behaviour = level["per_task"]
     last_budget = max(plan.finetune.budgets)
     rows = []
     for task_id, macaw in figures["macaw"]["per_task"].items():
-        behaviour = data.load(int(task_id)).episode_returns()[-BEHAVIOUR_EPISODES:]
         online = figures["macaw_online"]["per_task"][task_id]["budgets"][-1]["return"]
         rows.append(
             {
                 "task_id": int(task_id),
-                "behaviour_final": float(np.mean(behaviour)),
+                "behaviour": behaviour[task_id]["return"],
                 "macaw_unadapted": macaw["pre_adaptation_return"],
                 "macaw_adapted": macaw["post_adaptation_return"],
                 f"macaw_online_ft_{last_budget}": online,
@@ -203,7 +205,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     rows = summary["rows"]
     keys = [k for k in rows[0] if k != "task_id"]
     headers = {
-        "behaviour_final": "behaviour (final)",
+        "behaviour": "behaviour policy",
         "macaw_unadapted": "MACAW unadapted",
         "macaw_adapted": "MACAW adapted",
         "mt_ft": "MT+FT fine-tuned",
