@@ -116,9 +116,9 @@ class MACAW(OfflineMetaAlgorithm):
             state = training_state(self._model, self._optimizers)
             self.pool = InnerLoopPool(cfg, held, self._settings(cfg), state)
         else:
-            held = load_tasks(sources, list(self.split.train))
-            self.held_bytes = sum(h.nbytes for h in held.values())
-            self.local = local_computer(self._model, held, self._settings(cfg))
+            local = load_tasks(sources, list(self.split.train))
+            self.held_bytes = sum(h.nbytes for h in local.values())
+            self.local = local_computer(self._model, local, self._settings(cfg))
 
     def _settings(self, cfg: MACAWConfig) -> ReplicaSettings:
         """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
@@ -140,7 +140,8 @@ class MACAW(OfflineMetaAlgorithm):
         replicas map them; the driver never fetches the rows); returns their bytes too. The
         loads finish before the replicas start, which would otherwise hold the CPUs they need."""
         load = load_held_task.options(num_cpus=cfg.num_cpus_per_inner_worker)
-        refs = {t: load.remote(sources, t) for t in self.split.train}
+        # Two returns each (num_returns=2): the held task and its size.
+        refs: dict[int, Any] = {t: load.remote(sources, t) for t in self.split.train}
         sizes = ray.get([size for _, size in refs.values()])
         return sum(sizes), {t: held for t, (held, _) in refs.items()}
 
