@@ -109,13 +109,14 @@ def run_demo(
         seconds[f"train_{name}"] = time.monotonic() - tic
     log("[4/4] adapting to the held-out tasks and fine-tuning online")
     tic = time.monotonic()
-    figures = _evaluate(plan, runs)
+    figures = _evaluate(plan, runs, root)
     seconds["evaluate_and_finetune"] = time.monotonic() - tic
     seconds["total"] = time.monotonic() - started
     summary = {
         "family": plan.family,
         "out": str(out),
-        "rows": _table_rows(plan, root, figures),
+        "rows": _table_rows(plan, figures),
+        "stderr": _standard_errors(figures),
         "seconds": seconds,
         "plot": str(_plot(out, runs)),
     }
@@ -143,9 +144,11 @@ def _train(
     return out
 
 
-def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Offline adaptation of both models; online fine-tuning of MACAW."""
+def _evaluate(plan: DemoPlan, runs: dict[str, Path], root: Path) -> dict[str, dict[str, Any]]:
+    """Offline adaptation of both models; online fine-tuning of MACAW; the behaviour agents on
+    the same start states (paired)."""
     from ray_macaw.algorithms.common.checkpoints import open_checkpoint
+    from ray_macaw.evaluation.behaviour_level import behaviour_level
     from ray_macaw.evaluation.finetune import finetune
 
     figures: dict[str, dict[str, Any]] = {}
@@ -158,18 +161,13 @@ def _evaluate(plan: DemoPlan, runs: dict[str, Path]) -> dict[str, dict[str, Any]
                 figures["macaw_online"] = finetune(algo, budget)
         finally:
             algo.stop()
+    tasks = [int(t) for t in figures["macaw"]["per_task"]]
+    figures["behaviour"] = behaviour_level(str(root), plan.family, tasks, SEED, plan.eval_episodes)
     return figures
 
 
-def _table_rows(
-    plan: DemoPlan, root: Path, figures: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    from ray_macaw.evaluation.behaviour_level import behaviour_level
-
-    # The behaviour agents on the start states the runs were evaluated on (paired).
-    tasks = [int(t) for t in figures["macaw"]["per_task"]]
-    level = behaviour_level(str(root), plan.family, tasks, SEED, plan.eval_episodes)
-    behaviour = level["per_task"]
+def _table_rows(plan: DemoPlan, figures: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    behaviour = figures["behaviour"]["per_task"]
     last_budget = max(plan.finetune.budgets)
     rows = []
     for task_id, macaw in figures["macaw"]["per_task"].items():
@@ -186,6 +184,16 @@ def _table_rows(
         )
     mean = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key != "task_id"}
     return [*rows, {"task_id": "mean", **mean}]
+
+
+def _standard_errors(figures: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Standard errors of the mean row over episodes, the tasks held fixed (`held_out.py`)."""
+    return {
+        "behaviour": figures["behaviour"]["behaviour_return_stderr"],
+        "macaw_unadapted": figures["macaw"]["pre_adaptation_return_stderr"],
+        "macaw_adapted": figures["macaw"]["post_adaptation_return_stderr"],
+        "mt_ft": figures["mt_ft"]["post_adaptation_return_stderr"],
+    }
 
 
 def _plot(out: Path, runs: dict[str, Path]) -> Path:
@@ -214,6 +222,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"{'task':>6} " + " ".join(f"{n:>22}" for n in names)]
     for row in rows:
         lines.append(f"{row['task_id']!s:>6} " + " ".join(f"{row[k]:>22.2f}" for k in keys))
+    errors = summary.get("stderr", {})  # over episodes, tasks fixed; none for online FT
+    lines.append(
+        f"{'s.e.':>6} "
+        + " ".join(f"{errors[k]:>22.2f}" if k in errors else f"{'-':>22}" for k in keys)
+    )
     out = Path(summary["out"])
     lines += [
         "",
