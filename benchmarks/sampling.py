@@ -1,7 +1,7 @@
 """Batch sampling and loading speed of `TaskDatasets` / `TaskData` against plain numpy, same run.
 
 Writes a synthetic root (random episodes through the real `DatasetWriter`: Parquet parts, sha256s,
-manifest), loads it keeping the five batch columns as inner-loop workers do (`load_batch_columns`),
+manifest), loads it keeping the five batch columns as inner-loop workers do (`data/held.py`),
 then measures:
 (a) contiguous batches of 256 from each task's stride-7 buffer (`TaskData.buffer` +
     `sample_contiguous`) against a numpy strided slice of the same arrays, copied;
@@ -172,7 +172,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, dict[int, TaskData], dict[i
         log(f"loading: {loading}")
         full = TaskDatasets(root, family).load_all(task_ids)
     # Buffers from the full tables: `buffer()` counts rows by the rewards column, which the
-    # workers' batch-column copies (`load_batch_columns`) leave out.
+    # workers' batch-column copies (`data/held.py`) leave out.
     buffers = {k: d.buffer(stride=STRIDE) for k, d in full.items()}
     # What an inner-loop worker holds: the five batch columns only.
     data = {k: TaskData(k, {c: d.columns[c] for c in BATCH_COLUMNS}) for k, d in full.items()}

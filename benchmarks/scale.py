@@ -1,9 +1,11 @@
 """Meta-step time and driver memory as the training data grows, with inner-loop workers.
 
-With inner-loop worker actors, each worker loads and holds its own tasks' data, so the driver's
-memory should not grow with the data. This writes synthetic roots (random episodes through the
-real `DatasetWriter`), then runs the MACAW Algorithm (standard networks: weight-transform 3 x 100,
-latent 100, task batch 5, batches of 256) on a grid of (training tasks, rows per task):
+With inner-loop workers the driver holds no rows, so its memory should not grow with the data;
+since issue 16 the held rows are only those the buffers can sample (stride 7: one in seven), in
+the object store, mapped by every replica on a node (RssShmem, not RssAnon). This writes
+synthetic roots (random episodes through the real `DatasetWriter`), then runs the MACAW
+Algorithm (standard networks: weight-transform 3 x 100, latent 100, task batch 5, batches of
+256) on a grid of (training tasks, rows per task):
 the task counts at the smallest row count, and the row counts at the smallest task count.
 Each configuration runs in a fresh driver process (connected to one local Ray started here), so
 its RSS is its own. Per configuration: s / meta-step after warm-up; the driver's resident memory
@@ -226,6 +228,9 @@ def child(spec: dict, args: argparse.Namespace) -> dict:
     after = memory_mb()
     workers = ray.get([w.__ray_call__.remote(memory_mb) for w in algo.inner_workers])
     positions = [*algo.layout.inner.values(), *algo.layout.outer.values()]
+    # Before issue 16 the layout held int64 arrays; now ranges, which hold nothing per row.
+    positions_bytes = sum(getattr(p, "nbytes", 0) for p in positions)
+    held = getattr(algo, "held_bytes", None)  # the buffers' rows held (issue 16)
     algo.stop()
     _, obs_dim, act_dim = SHAPES[args.shape]
     return {
@@ -240,7 +245,8 @@ def child(spec: dict, args: argparse.Namespace) -> dict:
         "driver_after_steps_mb": after,
         "driver_private_growth_mb": round(after["anon"] - before["anon"], 1),
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
-        "driver_buffer_positions_mb": round(sum(p.nbytes for p in positions) / 2**20, 2),
+        "driver_buffer_positions_mb": round(positions_bytes / 2**20, 2),
+        "held_buffers_mb": None if held is None else round(held / 2**20, 1),
         "workers_mb": workers,
     }
 

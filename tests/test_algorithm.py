@@ -378,7 +378,8 @@ def test_a_separate_inner_root_serves_the_inner_and_test_buffers(
         assert min(len(rows) for rows in algo.layout.outer.values()) == 1400 // 7
         assert algo.local is not None and algo.local.inner_data is not None
         random_obs = algo.local.inner_data[0].columns["obs"]
-        assert len(random_obs) == 160 and len(algo.local.data[0].columns["obs"]) == 1400
+        # only the outer buffer's rows are held (issue 16): stride 7 of 1400
+        assert len(random_obs) == 160 and len(algo.local.data[0].columns["obs"]) == 1400 // 7
         (task, _), *_ = algo.held_out_arguments({})
         assert task.root == str(inner_root)  # test buffers come from the inner root
         algo.train()

@@ -8,8 +8,9 @@ from test_inner_loop import make_batch
 
 from ray_macaw import MACAWConfig
 from ray_macaw.algorithms.common.devices import resolve_device, to_cpu, to_device
+from ray_macaw.algorithms.common.replicas import load_training_state, training_state
 from ray_macaw.algorithms.macaw.validation import MACAWConfigError
-from ray_macaw.algorithms.macaw.workers import GradientComputer, add_gradients
+from ray_macaw.algorithms.macaw.workers import GradientComputer
 from ray_macaw.macaw import (
     InnerLoopConfig,
     MACAWModel,
@@ -105,13 +106,22 @@ def test_gradient_computer_moves_batches_to_the_model_device(
     assert calls == [{"meta"}]
 
 
-def test_add_gradients_moves_worker_gradients_to_the_model_device() -> None:
-    model = small_model()
-    grads = {n: torch.ones_like(p) for n, p in model.named_parameters()}
-    stats = add_gradients(model, [(grads, {"x": 1.0}, 1), (grads, {"x": 3.0}, 1)])
-    assert stats == {"x": 2.0}
-    for p in model.parameters():
-        assert p.grad is not None and torch.equal(p.grad, torch.full_like(p, 2.0))
+def test_rank_0_state_loads_onto_the_driver_model_device() -> None:
+    """Rank 0's weights, optimiser state and gradients (sent on the CPU) land on the driver's
+    model, on its device, as they were."""
+    replica, driver = small_model(), small_model()
+    optimizers = build_optimizers(replica, 1e-3, 1e-3, 1e-3)
+    for p in replica.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    for opt in optimizers.values():
+        opt.step()
+    state = training_state(replica, optimizers, with_grads=True)
+    driver_optimizers = build_optimizers(driver, 1e-3, 1e-3, 1e-3)
+    load_training_state(driver, driver_optimizers, state)
+    for (name, p), q in zip(driver.named_parameters(), replica.parameters(), strict=True):
+        assert torch.equal(p, q) and p.grad is not None, name
+        assert p.grad.device == p.device and torch.equal(p.grad, torch.full_like(p, 2.0))
+    assert driver_optimizers["value"].state_dict()["state"][0]["step"].item() == 1
 
 
 def test_to_cpu_copies_nested_optimizer_state() -> None:

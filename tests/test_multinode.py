@@ -108,3 +108,36 @@ def test_shared_storage_check_sees_every_node(tmp_path: Path, two_nodes: Cluster
     assert not list((tmp_path / "root").iterdir())  # the marker is removed again
     (tmp_path / "root" / "manifest.json").write_text("{}")
     check_shared(tmp_path / "root", probe="manifest.json")  # read-only: compares its content
+
+
+def test_replicas_on_both_nodes_hold_identical_weights(tmp_path: Path, two_nodes: Cluster) -> None:
+    """Issue 16: the replicas' gloo group spans the two raylets; after 3 all-reduced steps every
+    replica holds rank 0's weights, bit for bit."""
+    import torch
+    from helpers import write_root
+
+    from ray_macaw import MACAWConfig
+
+    write_root(tmp_path, "point-robot", task_ids=(0, 1, 2, 3, 4), episodes=10)
+    algo = (
+        MACAWConfig()
+        .environment(family="point-robot", train_tasks=[0, 1, 2, 4], test_tasks=[3])
+        .offline_data(root=str(tmp_path), buffer_stride=1)
+        .training(hidden=(16, 16), latent_dim=4, task_batch_size=3, inner_batch_size=32,
+                  outer_batch_size=32)
+        .inner_loop_workers(num_workers=2, num_cpus_per_worker=0.5)
+        .evaluation(evaluation_interval=0, at_start=False, adaptation_batch_size=32)
+        .build_algo()
+    )  # fmt: skip
+    try:
+        for _ in range(3):
+            algo.train()
+        node_ids = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        assert sorted(algo.inner_worker_nodes()) == sorted(node_ids)  # one replica per node
+        rank0, rank1 = (
+            s["model"] for s in ray.get([w.get_state.remote() for w in algo.inner_workers])
+        )
+        assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+        assert algo.num_meta_steps == 3
+    finally:
+        algo.stop()

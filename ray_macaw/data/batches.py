@@ -1,8 +1,9 @@
 """Task and row sampling for one meta-step (Alg. 1 L3-L5; spec §4.2, §6.3).
 
-The driver decides which tasks and rows a meta-step uses from each task's row count alone (it never
-holds the data); whoever holds a task's data (the driver with 0 workers, else its inner-loop
-worker) gathers those rows. So the same seed gives the same batches with any number of workers.
+The driver decides which tasks and rows a meta-step uses from each buffer's length alone (it never
+holds the data, and keeps each buffer as a `range`); whoever holds the buffers (the driver with 0
+workers, else the inner-loop replicas) holds only their rows (`data/held.py`) and gathers the
+requested ones. So the same seed gives the same batches with any number of workers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ray_macaw.data import columns as C
-from ray_macaw.data.samplers import contiguous_batch, select_rows, uniform_batch
+from ray_macaw.data.samplers import buffer_range, contiguous_positions, uniform_positions
 from ray_macaw.data.task_data import TaskData
 
 BATCH_COLUMNS = (C.OBS, C.ACTIONS, C.MC_RETURN, C.TERMINAL_OBS, C.TERMINAL_DISCOUNT)
@@ -23,19 +24,21 @@ BATCH_COLUMNS = (C.OBS, C.ACTIONS, C.MC_RETURN, C.TERMINAL_OBS, C.TERMINAL_DISCO
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """The rows of one task that a meta-step uses."""
+    """The rows of one task that a meta-step uses, as positions in its buffers (row i of the
+    inner buffer is the i-th row the buffer keeps, spec §6.2)."""
 
     task_id: int
-    inner_rows: np.ndarray  # contiguous rows of the inner buffer
-    outer_rows: np.ndarray  # uniform rows of the outer buffer
+    inner_rows: np.ndarray  # contiguous positions in the inner buffer
+    outer_rows: np.ndarray  # uniform positions in the outer buffer
 
 
 @dataclass(frozen=True)
 class BufferLayout:
-    """Row positions of each training task's inner and outer buffers (spec §6.2)."""
+    """Row positions of each training task's inner and outer buffers (spec §6.2), as ranges
+    (no memory per row: 35 tasks x 2.5M rows cost nothing to lay out)."""
 
-    inner: Mapping[int, np.ndarray]
-    outer: Mapping[int, np.ndarray]
+    inner: Mapping[int, range]
+    outer: Mapping[int, range]
 
     @classmethod
     def build(
@@ -49,8 +52,8 @@ class BufferLayout:
         `.outer_buffer()`); `inner_rows_per_task` when the inner buffers have their own root."""
         inner_rows = rows_per_task if inner_rows_per_task is None else inner_rows_per_task
         return cls(
-            {k: select_rows(n, **inner) for k, n in inner_rows.items()},
-            {k: select_rows(n, **outer) for k, n in rows_per_task.items()},
+            {k: buffer_range(n, **inner) for k, n in inner_rows.items()},
+            {k: buffer_range(n, **outer) for k, n in rows_per_task.items()},
         )
 
 
@@ -68,8 +71,8 @@ def sample_requests(
     return [
         TaskRequest(
             t,
-            contiguous_batch(layout.inner[t], inner_batch, rng),
-            uniform_batch(layout.outer[t], outer_batch, rng),
+            contiguous_positions(len(layout.inner[t]), inner_batch, rng),
+            uniform_positions(len(layout.outer[t]), outer_batch, rng),
         )
         for t in tasks
     ]
@@ -83,7 +86,8 @@ def gather(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Stacked (tasks, rows, ...) inner and outer batches of the requested rows.
 
-    Inner rows come from `inner_data` when the inner buffers have their own root (else `data`).
+    `data` holds each task's outer buffer (`data/held.py`), `inner_data` its inner buffer when
+    that differs (its own root or cut; else the outer buffer serves both).
     With `one_hot_tasks` > 0 (the multi-task baseline), observations get the task's one-hot id
     of that length appended.
     """

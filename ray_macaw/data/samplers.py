@@ -1,7 +1,8 @@
 """Which rows of a task's buffer MACAW uses, and how batches are drawn from them (spec §6.2, §6.3).
 
 Pure numpy, on row positions of a task's data ordered by `step` (its lifetime-buffer index):
-- `select_rows` picks the buffer: all rows or a start / middle / end chunk, sub-sampled by a stride;
+- `select_rows` picks the buffer: all rows or a start / middle / end chunk, sub-sampled by a stride
+  (`buffer_range`: the same rows as a `range`, which costs no memory however long the buffer);
 - `contiguous_batch` draws n consecutive rows of that buffer (train-time inner batch);
 - `uniform_batch` draws n rows uniformly without replacement (outer and test-time batches).
 """
@@ -28,6 +29,21 @@ def select_rows(
     position: Position = "end",
     middle_centre: MiddleCentre = "half",
 ) -> np.ndarray:
+    """`buffer_range` as ascending int64 row positions."""
+    rows = buffer_range(
+        n_rows, size=size, stride=stride, position=position, middle_centre=middle_centre
+    )
+    return np.arange(rows.start, rows.stop, rows.step, dtype=np.int64)
+
+
+def buffer_range(
+    n_rows: int,
+    *,
+    size: int = -1,
+    stride: int = 1,
+    position: Position = "end",
+    middle_centre: MiddleCentre = "half",
+) -> range:
     """Row positions of a buffer of `size` transitions taken at `position`, every `stride`-th.
 
     As the authors' loader (spec §6.2): size <- floor(size / stride) (size = n_rows when -1);
@@ -45,7 +61,7 @@ def select_rows(
         middle_centre: 'half' (true middle) or 'quarter' (the authors' N/4 centre).
 
     Returns:
-        Ascending int64 row positions.
+        The ascending row positions.
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -69,27 +85,37 @@ def select_rows(
                 f"a middle chunk of {n} rows centred on row {centre} does not fit in {n_rows} "
                 "rows; ask for fewer rows or use middle_centre='half'"
             )
-    return np.arange(start, stop, stride, dtype=np.int64)
+    return range(start, stop, stride)
 
 
 def contiguous_batch(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` consecutive entries of `rows`, starting at a uniform offset (spec §6.3, inner batch)."""
-    _check_batch(rows, n)
-    start = int(rng.integers(0, len(rows) - n + 1))
-    return rows[start : start + n]
+    return rows[contiguous_positions(len(rows), n, rng)]
 
 
 def uniform_batch(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` distinct entries of `rows`, uniformly at random (outer and test-time batches)."""
-    _check_batch(rows, n)
-    return rows[rng.choice(len(rows), size=n, replace=False)]
+    return rows[uniform_positions(len(rows), n, rng)]
 
 
-def _check_batch(rows: np.ndarray, n: int) -> None:
+def contiguous_positions(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` consecutive positions in a buffer of `size` rows (the draw `contiguous_batch` makes)."""
+    _check_batch(size, n)
+    start = int(rng.integers(0, size - n + 1))
+    return np.arange(start, start + n, dtype=np.int64)
+
+
+def uniform_positions(size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct positions in a buffer of `size` rows (the draw `uniform_batch` makes)."""
+    _check_batch(size, n)
+    return rng.choice(size, size=n, replace=False)
+
+
+def _check_batch(size: int, n: int) -> None:
     if n < 1:
         raise ValueError(f"batch size must be positive, got {n}")
-    if n > len(rows):
+    if n > size:
         raise ValueError(
-            f"batch of {n} rows asked from a buffer of {len(rows)} rows; use a smaller batch, a "
+            f"batch of {n} rows asked from a buffer of {size} rows; use a smaller batch, a "
             "smaller stride or more data for this task"
         )

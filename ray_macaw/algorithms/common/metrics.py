@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from ray.rllib.utils.metrics import LEARNER_RESULTS, NUM_ENV_STEPS_TRAINED_LIFETIME
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
-from ray_macaw.macaw import MACAWModel
 from ray_macaw.outputs import (
     ADV_COEF,
     GRAD_NORMS,
@@ -29,23 +28,25 @@ def log_step(
     metrics: MetricsLogger,
     stats: Mapping[str, float],
     norms: Mapping[str, float],
-    model: MACAWModel,
+    inner_lrs: Mapping[str, Mapping[str, float]],
+    adv_coef: float | None,
     timings: Mapping[str, float],
     rows: int,
     meta_steps: int,
     skipped: int = 0,
 ) -> None:
-    """Log one meta-step's figures; exact values (`reduce="item"`), not moving averages."""
+    """Log one meta-step's figures; exact values (`reduce="item"`), not moving averages.
+    `inner_lrs` and `adv_coef` are the model's after the step (`MACAWModel.inner_lrs()`,
+    `.adv_coef()`; with replicas, rank 0's)."""
     for name, value in stats.items():
         metrics.log_value((LEARNER_RESULTS, LOSSES, name), value, reduce="item")
     for name, value in norms.items():
         metrics.log_value((LEARNER_RESULTS, GRAD_NORMS, name), value, reduce="item")
-    for net, lrs in model.inner_lrs().items():
+    for net, lrs in inner_lrs.items():
         for name, value in lrs.items():
             metrics.log_value((LEARNER_RESULTS, INNER_LRS, net, name), value, reduce="item")
-    coef = model.adv_coef()
-    if coef is not None:
-        metrics.log_value((LEARNER_RESULTS, ADV_COEF), coef, reduce="item")
+    if adv_coef is not None:
+        metrics.log_value((LEARNER_RESULTS, ADV_COEF), adv_coef, reduce="item")
     for name, value in timings.items():
         metrics.log_value((LEARNER_RESULTS, TIMINGS, name), value, reduce="item")
     metrics.log_value(NUM_ENV_STEPS_TRAINED_LIFETIME, rows, reduce="lifetime_sum")

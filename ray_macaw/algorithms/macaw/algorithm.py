@@ -1,13 +1,16 @@
 """`MACAW`, an RLlib Algorithm whose `training_step` is Algorithm 1 (spec §5).
 
 No RLlib Learner, EnvRunner or RLModule: MACAW is offline and its meta-gradient needs second-order
-terms RLlib's learners do not give. The model and its three Adam optimisers live in the driver;
-meta-gradients come from the driver (vectorised) or from inner-loop worker actors.
+terms RLlib's learners do not give. With 0 workers the model and its three Adam optimisers live
+in the driver, which computes the step vectorised; with N workers they are data-parallel replicas
+that all-reduce their gradients and step alike (issue 16), and the driver's copy is rank 0's,
+fetched when read.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -19,17 +22,25 @@ from ray.rllib.utils.annotations import override
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from ray_macaw.algorithms.common import metrics as M
-from ray_macaw.algorithms.common.devices import resolve_device, to_cpu
+from ray_macaw.algorithms.common.devices import resolve_device
 from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
+from ray_macaw.algorithms.common.replicas import load_training_state, training_state
 from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.macaw.worker_pool import InnerLoopPool
-from ray_macaw.algorithms.macaw.workers import GradientComputer, add_gradients, load_batch_columns
+from ray_macaw.algorithms.macaw.workers import (
+    GradientComputer,
+    ReplicaSettings,
+    add_adam_step,
+    combine_stats,
+    load_held_task,
+    local_computer,
+)
 from ray_macaw.data.batches import sample_requests
+from ray_macaw.data.held import BufferSources, load_tasks
 from ray_macaw.evaluation.finetune import FineTuneActor
 from ray_macaw.evaluation.offline import MACAWAdaptation
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel
 from ray_macaw.macaw.meta_gradient import (
-    clip_per_network,
     gradient_norms,
     loss_divisor,
     warn_learned_lrs_without_gradient,
@@ -39,13 +50,17 @@ from ray_macaw.macaw.objective import AdaptationSettings
 from ray_macaw.macaw.objectives import get_objective
 from ray_macaw.tasks import get_task_family
 
+# (mean stats, gradient norms, learned inner lrs, lambda) of one meta-step, for the metrics.
+StepFigures = tuple[
+    dict[str, float], Mapping[str, float], dict[str, dict[str, float]], float | None
+]
+
 
 @MACAWConfig.builds
 class MACAW(OfflineMetaAlgorithm):
     """Meta-Actor Critic with Advantage Weighting (Mitchell et al., ICML 2021)."""
 
     config: MACAWConfig
-    model: MACAWModel
     adaptation = MACAWAdaptation()
     fine_tune_actor = FineTuneActor
 
@@ -85,46 +100,72 @@ class MACAW(OfflineMetaAlgorithm):
             manifest.obs_dim + self.one_hot_tasks, manifest.act_dim
         )
         self.inner_config = cfg.inner_loop_config()
-        # The model and its optimisers live on the configured device (issue 21).
+        # The driver's model and optimisers live on the configured device (issue 21); with
+        # replicas they are rank 0's, fetched when read (`model`, `optimizers`).
         self.device = resolve_device(cfg.device)
-        self.model = MACAWModel(self.model_config).to(self.device)
-        self.optimizers = self._build_optimizers(cfg)
+        self._model = MACAWModel(self.model_config).to(self.device)
+        self._optimizers = build_optimizers(self._model, *self._settings(cfg).learning_rates)
         self.pool: InnerLoopPool | None = None
-        self.local = None
+        self.local: GradientComputer | None = None
+        self._stale = False
+        sources = BufferSources(
+            self.data_root, cfg.family, cfg.inner_buffer(), cfg.outer_buffer(), cfg.inner_data_root
+        )
         if cfg.num_inner_loop_workers:
-            self.pool = InnerLoopPool(
-                cfg,
-                self.split.train,
-                (
-                    self.model_config,
-                    self.inner_config,
-                    cfg.vectorize,
-                    int(cfg.num_cpus_per_inner_worker),
-                    self.one_hot_tasks,
-                    cfg.device,
-                    cfg.inner_data_root,
-                ),
-                cfg.max_inner_worker_restarts,
-            )
+            self.held_bytes, held = self._load_held(cfg, sources)
+            state = training_state(self._model, self._optimizers)
+            self.pool = InnerLoopPool(cfg, held, self._settings(cfg), state)
         else:
-            self.local = GradientComputer(
-                self.model,
-                load_batch_columns(self.data_root, cfg.family, self.split.train),
-                self.inner_config,
-                cfg.vectorize,
-                self.one_hot_tasks,
-                load_batch_columns(cfg.inner_data_root, cfg.family, self.split.train)
-                if cfg.inner_data_root
-                else None,
-            )
+            local = load_tasks(sources, list(self.split.train))
+            self.held_bytes = sum(h.nbytes for h in local.values())
+            self.local = local_computer(self._model, local, self._settings(cfg))
 
-    def _build_optimizers(self, cfg: MACAWConfig) -> dict[str, torch.optim.Optimizer]:
+    def _settings(self, cfg: MACAWConfig) -> ReplicaSettings:
         """Spec §5: Adam on phi (1e-5), on theta (1e-4), on the learned lrs and c (1e-3)."""
-        return build_optimizers(self.model, cfg.outer_value_lr, cfg.outer_policy_lr, cfg.lrlr)
+        return ReplicaSettings(
+            self.model_config,
+            self.inner_config,
+            cfg.vectorize,
+            int(cfg.num_cpus_per_inner_worker),
+            self.one_hot_tasks,
+            cfg.device,
+            (cfg.outer_value_lr, cfg.outer_policy_lr, cfg.lrlr),
+            cfg.grad_clip_norm,
+        )
+
+    def _load_held(
+        self, cfg: MACAWConfig, sources: BufferSources
+    ) -> tuple[int, dict[int, ray.ObjectRef]]:
+        """Each training task's held buffers, loaded in Ray tasks into the object store (the
+        replicas map them; the driver never fetches the rows); returns their bytes too. The
+        loads finish before the replicas start, which would otherwise hold the CPUs they need."""
+        load = load_held_task.options(num_cpus=cfg.num_cpus_per_inner_worker)
+        # Two returns each (num_returns=2): the held task and its size.
+        refs: dict[int, Any] = {t: load.remote(sources, t) for t in self.split.train}
+        sizes = ray.get([size for _, size in refs.values()])
+        return sum(sizes), {t: held for t, (held, _) in refs.items()}
+
+    @property
+    def model(self) -> MACAWModel:  # type: ignore[override]
+        """The model; with replicas, rank 0's weights and gradients, fetched when read after
+        a meta-step (evaluation, checkpoints), so no weights travel per step."""
+        self._sync()
+        return self._model
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:  # type: ignore[override]
+        """The three Adam optimisers; with replicas, rank 0's state, fetched like `model`."""
+        self._sync()
+        return self._optimizers
+
+    def _sync(self) -> None:
+        if self.pool is not None and self._stale:
+            load_training_state(self._model, self._optimizers, self.pool.pull())
+            self._stale = False
 
     @property
     def inner_workers(self) -> list[Any]:
-        """The inner-loop worker actors (empty with 0 workers)."""
+        """The inner-loop replica actors, rank 0 first (empty with 0 workers)."""
         return self.pool.workers if self.pool is not None else []
 
     @override(OfflineMetaAlgorithm)
@@ -146,42 +187,56 @@ class MACAW(OfflineMetaAlgorithm):
             self.rng,
         )
         divisor = loss_divisor(cfg.loss_scale, len(self.split.train), len(requests))
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
         sampled = time.perf_counter()
-        stats = self._meta_gradient(requests, divisor)  # Alg. 1 L6-L12
-        computed = time.perf_counter()
-        norms = gradient_norms(self.model)
-        if self.num_meta_steps == 0:
-            warn_learned_lrs_without_gradient(self.model, self.inner_config)
-        if self._finite({**stats, **norms}):
-            if cfg.grad_clip_norm is not None:
-                clip_per_network(self.model, cfg.grad_clip_norm)
-            for opt in self.optimizers.values():  # Alg. 1 L13-L14
-                opt.step()
+        if self.pool is not None:
+            stats, norms, lrs, coef = self._replica_step(requests, divisor)  # Alg. 1 L6-L14
+        else:
+            stats, norms, lrs, coef = self._local_step(requests, divisor)
         self.num_meta_steps += 1
-        timings = {
-            "sample_s": sampled - start,
-            "meta_gradient_s": computed - sampled,
-            "optimizer_s": time.perf_counter() - computed,
-        }
+        timings = {"sample_s": sampled - start, "update_s": time.perf_counter() - sampled}
         M.log_step(
             self.metrics,
             stats,
             norms,
-            self.model,
+            lrs,
+            coef,
             timings,
             rows=len(requests) * (cfg.inner_batch_size + cfg.outer_batch_size),
             meta_steps=self.num_meta_steps,
             skipped=self.num_skipped_steps,
         )
 
-    def _meta_gradient(self, requests: list, divisor: float) -> dict[str, float]:
-        if self.local is not None:
-            return self.local.accumulate(requests, divisor)
+    def _local_step(self, requests: list, divisor: float) -> StepFigures:
+        """The whole step in the driver, vectorised across tasks."""
+        assert self.local is not None
+        for opt in self._optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        stats = self.local.accumulate(requests, divisor)  # Alg. 1 L6-L12
+        norms = gradient_norms(self._model)
+        if self.num_meta_steps == 0:
+            warn_learned_lrs_without_gradient(self._model, self.inner_config)
+        if self._finite({**stats, **norms}):
+            add_adam_step(self._model, self._optimizers, self.config.grad_clip_norm)
+        return stats, norms, self._model.inner_lrs(), self._model.adv_coef()
+
+    def _replica_step(self, requests: list, divisor: float) -> StepFigures:
+        """Each replica computes its share, all-reduces and steps (or all skip, alike)."""
         assert self.pool is not None
-        weights = ray.put(to_cpu(self.model.state_dict()))
-        return add_gradients(self.model, self.pool.gradients(weights, requests, divisor))
+        results = self.pool.step(requests, divisor, first=self.num_meta_steps == 0)
+        self._stale = True
+        stats, rank0 = combine_stats(results), results[0]
+        # The replicas skipped a non-finite step; count it (or stop) as the driver does.
+        stepped = self._finite({**stats, **rank0.norms})
+        assert stepped == rank0.stepped, "replicas and driver disagree on a non-finite step"
+        return stats, rank0.norms, rank0.inner_lrs, rank0.adv_coef
+
+    @override(OfflineMetaAlgorithm)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """`OfflineMetaAlgorithm.set_state`, then the replicas load the restored state."""
+        self._stale = False  # what rank 0 holds is about to be replaced
+        super().set_state(state)
+        if self.pool is not None:
+            self.pool.push(training_state(self._model, self._optimizers))
 
     @property
     def loss_config(self) -> InnerLoopConfig:

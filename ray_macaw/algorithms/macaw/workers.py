@@ -1,54 +1,53 @@
-"""Meta-gradients of task batches: in the driver (vectorised) or in inner-loop worker actors.
+"""Meta-gradients of task batches: in the driver (vectorised) or in data-parallel replicas.
 
 The meta-loss is a sum over tasks, so its exact second-order gradient is a sum of per-task
-gradients (architecture.md): each worker holds a model copy and the data of its tasks, returns the
-summed gradient of the tasks it was given, and the driver adds them up.
+gradients (architecture.md). With 0 workers the driver computes the whole step. Otherwise each
+inner-loop worker is a replica (issue 16): it holds the model, identical Adam optimisers and the
+held buffers of every training task (shared-memory objects, one copy per node), computes the
+meta-gradient of its share of the step's tasks, all-reduces it with the other replicas
+(`common/replicas.py`) and takes the same Adam step as they do.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
+import numpy as np
 import ray
 import torch
 
+from ray_macaw.algorithms.common import replicas
 from ray_macaw.algorithms.common.devices import resolve_device, to_device
-from ray_macaw.data.batches import BATCH_COLUMNS, TaskRequest, gather
-from ray_macaw.data.datasets import TaskDatasets
+from ray_macaw.data.batches import TaskRequest, gather
+from ray_macaw.data.held import BufferSources, HeldTask, load_tasks, split_held
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.macaw import InnerLoopConfig, MACAWModel, ModelConfig, meta_backward
-
-Grads = dict[str, torch.Tensor | None]
-
-
-def load_batch_columns(root: str, family: str, task_ids: Sequence[int]) -> dict[int, TaskData]:
-    """The tasks' data, keeping only the columns meta-training reads."""
-    datasets = TaskDatasets(root, family)
-    out = {}
-    for task_id in task_ids:
-        data = datasets.load(task_id)
-        out[task_id] = TaskData(task_id, {c: data.columns[c] for c in BATCH_COLUMNS})
-    # Arrow's pool keeps the freed read buffers (about 3x the data, benchmarks/scale.py).
-    pa.default_memory_pool().release_unused()
-    return out
+from ray_macaw.macaw.meta_gradient import (
+    clip_per_network,
+    gradient_norms,
+    warn_learned_lrs_without_gradient,
+)
+from ray_macaw.macaw.model import build_optimizers
 
 
 class GradientComputer:
-    """Holds some tasks' data and a model; accumulates meta-gradients of requested task batches.
+    """Holds the training tasks' buffers and a model; accumulates meta-gradients of requested
+    task batches.
 
     Batches are gathered on the CPU and moved to the model's device once per request (all tasks
     in one go).
 
     Args:
         model: The model whose `.grad` fields receive the gradients (on its device).
-        data: The data of the tasks this computer serves.
+        data: Each task's outer buffer (`data/held.py`).
         inner_config: Inner-loop settings.
         vectorize: vmap across tasks (else a per-task loop).
         one_hot_tasks: Length of the task one-hot appended to observations (multi-task
             baseline); 0 for none.
-        inner_data: The tasks' inner-buffer data when it has its own root (else `data`).
+        inner_data: Each task's inner buffer when it differs from the outer one (else None).
     """
 
     def __init__(
@@ -77,74 +76,143 @@ class GradientComputer:
         )
 
 
+def local_computer(
+    model: MACAWModel, held: Mapping[int, HeldTask], settings: ReplicaSettings
+) -> GradientComputer:
+    """The driver's own computer (0 workers), over the tasks' held buffers."""
+    outer, inner = split_held(held)
+    return GradientComputer(
+        model, outer, settings.inner_config, settings.vectorize, settings.one_hot_tasks, inner
+    )
+
+
+@ray.remote(num_returns=2)
+def load_held_task(sources: BufferSources, task_id: int) -> tuple[HeldTask, int]:
+    """One task's held buffers, into the object store (shared by the replicas on a node), and
+    their size in bytes (read by the driver, which never fetches the rows)."""
+    held = load_tasks(sources, [task_id])[task_id]
+    return held, held.nbytes
+
+
+def add_adam_step(
+    model: MACAWModel, optimizers: Mapping[str, torch.optim.Optimizer], clip: float | None
+) -> None:
+    """Alg. 1 L13-L14: clip each network's meta-gradient (when asked), then the Adam steps."""
+    if clip is not None:
+        clip_per_network(model, clip)
+    for opt in optimizers.values():
+        opt.step()
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """What every replica (and the driver's 0-worker path) is built from."""
+
+    model_config: ModelConfig
+    inner_config: InnerLoopConfig
+    vectorize: bool
+    num_threads: int
+    one_hot_tasks: int
+    device: str
+    learning_rates: tuple[float, float, float]  # outer value lr, outer policy lr, lrlr
+    grad_clip_norm: float | None
+
+
+@dataclass(frozen=True)
+class ReplicaStep:
+    """A replica's answer for one meta-step: its share's mean stats and task count, and (the same
+    on every replica) the all-reduced gradient's norms, whether the step was taken, and the
+    learned lrs and lambda after it."""
+
+    stats: dict[str, float]
+    tasks: int
+    norms: dict[str, float]
+    stepped: bool
+    inner_lrs: dict[str, dict[str, float]]
+    adv_coef: float | None
+
+
 @ray.remote
 class InnerLoopWorker:
-    """A Ray actor with a model copy and the data of its tasks (spec: parallel inner loops)."""
+    """A data-parallel replica (issue 16): the model, its optimisers and every training task's
+    held buffers; it computes its share of a step, all-reduces the gradient and steps Adam."""
 
-    def __init__(
-        self,
-        root: str,
-        family: str,
-        task_ids: Sequence[int],
-        model_config: ModelConfig,
-        inner_config: InnerLoopConfig,
-        vectorize: bool,
-        num_threads: int,
-        one_hot_tasks: int = 0,
-        device: str = "cpu",
-        inner_root: str | None = None,
-    ) -> None:
-        torch.set_num_threads(max(1, num_threads))
+    def __init__(self, held: Mapping[int, ray.ObjectRef], settings: ReplicaSettings) -> None:
+        torch.set_num_threads(max(1, settings.num_threads))
+        self.settings = settings
+        model = MACAWModel(settings.model_config).to(resolve_device(settings.device))
+        self.optimizers = build_optimizers(model, *settings.learning_rates)
+        # Zero-copy views of the object store's pages: one copy per node, however many replicas.
+        tasks = dict(zip(held, ray.get(list(held.values())), strict=True))
+        outer, inner = split_held(tasks)
         self.computer = GradientComputer(
-            MACAWModel(model_config).to(resolve_device(device)),
-            load_batch_columns(root, family, task_ids),
-            inner_config,
-            vectorize,
-            one_hot_tasks,
-            load_batch_columns(inner_root, family, task_ids) if inner_root else None,
+            model,
+            outer,
+            settings.inner_config,
+            settings.vectorize,
+            settings.one_hot_tasks,
+            inner,
+        )
+        self.reducer = replicas.GradientReducer(list(model.parameters()), num_flags=1)
+        self.rank = -1
+        self.listener: socket.socket | None = None
+
+    def address(self) -> tuple[str, int]:
+        """Open the group's rendezvous here (this replica becomes rank 0); its address."""
+        self.listener = replicas.open_rendezvous()
+        address, port = self.listener.getsockname()[:2]
+        return str(address), int(port)
+
+    def join(self, rank: int, world_size: int, address: str, port: int) -> None:
+        """Join the replicas' group as `rank` (rank 0 hosts it: `address` was called here)."""
+        device = next(self.computer.model.parameters()).device
+        listener, self.listener = (self.listener if rank == 0 else None), None
+        backend = replicas.backend_for(device)
+        replicas.join_group(rank, world_size, address, port, backend, listener)
+        self.rank = rank
+
+    def step(self, requests: Sequence[TaskRequest], divisor: float, first: bool) -> ReplicaStep:
+        """Alg. 1 L6-L14 for this replica's share `requests` of the step's tasks."""
+        model = self.computer.model
+        model.zero_grad(set_to_none=True)
+        stats = self.computer.accumulate(requests, divisor) if requests else {}
+        bad_losses = float(not np.isfinite(list(stats.values())).all())
+        # One all-reduce: the gradient, which parameters have one, and the non-finite count.
+        (bad_anywhere,) = self.reducer.all_reduce([bad_losses])
+        norms = dict(gradient_norms(model))
+        if first and self.rank == 0:
+            warn_learned_lrs_without_gradient(model, self.settings.inner_config)
+        # Every replica sees the same sums, so all take the step or all skip it.
+        stepped = bad_anywhere == 0 and bool(np.isfinite(list(norms.values())).all())
+        if stepped:
+            add_adam_step(model, self.optimizers, self.settings.grad_clip_norm)
+        return ReplicaStep(
+            stats, len(requests), norms, stepped, model.inner_lrs(), model.adv_coef()
         )
 
-    def gradients(
-        self, weights: Mapping[str, torch.Tensor], requests: Sequence[TaskRequest], divisor: float
-    ) -> tuple[Grads, dict[str, float], int]:
-        """(summed gradient by parameter name, on the CPU; mean stats; number of tasks) of
-        `requests`. `weights` load onto the worker's device."""
-        model = self.computer.model
-        model.load_state_dict(weights)
-        model.zero_grad(set_to_none=True)
-        stats = self.computer.accumulate(requests, divisor)
-        grads = {
-            n: None if p.grad is None else p.grad.detach().cpu()
-            for n, p in model.named_parameters()
-        }
-        return grads, stats, len(requests)
+    def get_state(self, with_grads: bool = False) -> dict[str, Any]:
+        """The model's weights and the optimisers' state (and gradients), on the CPU."""
+        return replicas.training_state(self.computer.model, self.optimizers, with_grads)
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Load weights and optimiser state (`get_state`'s, or the driver's)."""
+        replicas.load_training_state(self.computer.model, self.optimizers, state)
+
+    def all_reduce_bytes(self) -> int:
+        """Bytes this replica sends into each step's one all-reduce."""
+        return self.reducer.nbytes
 
     def node_id(self) -> str:
-        """The Ray node this worker runs on."""
+        """The Ray node this replica runs on."""
         return ray.get_runtime_context().get_node_id()
 
 
-def add_gradients(
-    model: MACAWModel, results: Sequence[tuple[Grads, dict[str, float], int]]
-) -> dict[str, float]:
-    """Sum workers' gradients into `model`'s `.grad`; returns task-weighted mean stats."""
-    params = dict(model.named_parameters())
-    for grads, _, _ in results:
-        for name, grad in grads.items():
-            if grad is None:
-                continue
-            param = params[name]
-            grad = grad.to(param.device)
-            param.grad = grad.clone() if param.grad is None else param.grad + grad
-    total = sum(n for _, _, n in results)
-    keys = results[0][1].keys()
-    return {k: sum(stats[k] * n for _, stats, n in results) / total for k in keys}
-
-
-def assign_tasks(task_ids: Sequence[int], num_workers: int) -> list[list[int]]:
-    """Round-robin the training tasks over the workers."""
-    ordered = sorted(task_ids)
-    return [ordered[i::num_workers] for i in range(num_workers)]
+def combine_stats(results: Sequence[ReplicaStep]) -> dict[str, float]:
+    """Task-weighted mean of the replicas' stats (replicas without tasks have none)."""
+    answered = [r for r in results if r.tasks]
+    total = sum(r.tasks for r in answered)
+    keys = answered[0].stats.keys()
+    return {k: sum(r.stats[k] * r.tasks for r in answered) / total for k in keys}
 
 
 def worker_options(config: Any) -> dict[str, Any]:
