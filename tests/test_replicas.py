@@ -211,3 +211,12 @@ def test_restoring_a_checkpoint_loads_every_replica(
             assert all(torch.equal(expected[k], weights[k]) for k in expected)
     finally:
         algo.stop()
+
+
+def test_gloo_is_pointed_at_the_interface_of_the_ray_node_address() -> None:
+    """Across hosts (or network namespaces) gloo must use the address peers reach: the Ray node
+    address's interface (tests/test_multihost.py trains 2 replicas across namespaces)."""
+    from ray_macaw.algorithms.common.replicas import interface_of
+
+    assert interface_of("127.0.0.1") == "lo"
+    assert interface_of("203.0.113.7") is None  # TEST-NET-3: on no interface here

@@ -15,8 +15,10 @@ beyond loopback (docs/security.md).
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import socket
+import struct
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -60,6 +62,23 @@ def open_rendezvous() -> socket.socket:
     return listener
 
 
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
+
+
+def interface_of(address: str) -> str | None:
+    """The network interface whose IPv4 address is `address` (None if none here is)."""
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                request = struct.pack("256s", name.encode()[:15])
+                reply = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)
+            except OSError:  # no IPv4 address on this interface
+                continue
+        if socket.inet_ntoa(reply[20:24]) == address:
+            return name
+    return None
+
+
 def join_group(
     rank: int,
     world_size: int,
@@ -73,6 +92,11 @@ def join_group(
     leave_group()
     if backend == "nccl":  # as Ray Train: a failed or timed-out NCCL collective raises
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    interface = interface_of(ray.util.get_node_ip_address())
+    if backend == "gloo" and interface is not None:
+        # gloo otherwise picks the address the host name resolves to, which another host (or
+        # network namespace) may not reach; the Ray node address is the one peers reach.
+        os.environ["GLOO_SOCKET_IFNAME"] = interface
     store = dist.TCPStore(
         address,
         port,
