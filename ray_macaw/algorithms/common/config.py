@@ -83,9 +83,11 @@ class OfflineMetaConfig(AlgorithmConfig):
 
     @classmethod
     def builds(cls, algorithm: type) -> type:
-        """Class decorator on the algorithm this config builds (RLlib's `algo_class`); the
-        algorithm imports its config, never the other way round."""
+        """Class decorator on the algorithm this config builds (RLlib's `algo_class`), which
+        learns its config class from it; the algorithm imports its config, never the other way
+        round."""
         cls.algorithm_class = algorithm
+        algorithm.config_class = cls  # type: ignore[attr-defined]
         return algorithm
 
     @classmethod

@@ -53,8 +53,22 @@ class OfflineMetaAlgorithm(Algorithm):
     optimizers: dict[str, torch.optim.Optimizer]
     rng: np.random.Generator
     evaluation_config: AlgorithmConfig
+    config_class: ClassVar[type]  # set by the config's `builds` decorator
     adaptation: ClassVar[Adaptation]  # how a held-out task is adapted to (evaluation/)
     fine_tune_actor: ClassVar[Any]  # Ray actor class: one held-out task's online fine-tuning
+
+    @classmethod
+    @override(Algorithm)
+    def get_default_config(cls) -> Any:
+        """A fresh config of this algorithm (the class its `@Config.builds` named)."""
+        return cls.config_class()
+
+    @classmethod
+    def config_of(cls, config: Any) -> Any:
+        """`config` as this algorithm's config object (Tune passes plain dicts)."""
+        if isinstance(config, cls.config_class):
+            return config
+        return cls.get_default_config().update_from_dict(config)
 
     @classmethod
     @override(Algorithm)

@@ -66,19 +66,10 @@ class MACAW(OfflineMetaAlgorithm):
 
     @classmethod
     @override(Algorithm)
-    def get_default_config(cls) -> MACAWConfig:
-        return MACAWConfig()
-
-    @classmethod
-    @override(Algorithm)
     def default_resource_request(cls, config: Any) -> PlacementGroupFactory:
         """Under Tune, one placement group per trial: the driver, its inner-loop workers and an
         evaluation slot, so evaluation tasks never wait on CPUs other trials hold."""
-        cfg = (
-            config
-            if isinstance(config, MACAWConfig)
-            else cls.get_default_config().update_from_dict(config)
-        )
+        cfg = cls.config_of(config)
         worker: dict[str, float] = {
             "CPU": cfg.num_cpus_per_inner_worker,
             "GPU": cfg.num_gpus_per_inner_worker,

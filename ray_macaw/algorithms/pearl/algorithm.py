@@ -46,18 +46,9 @@ class PEARL(OfflineMetaAlgorithm):
 
     @classmethod
     @override(Algorithm)
-    def get_default_config(cls) -> PEARLConfig:
-        return PEARLConfig()
-
-    @classmethod
-    @override(Algorithm)
     def default_resource_request(cls, config: Any) -> PlacementGroupFactory:
         """Under Tune: the driver (which trains) and an evaluation slot."""
-        cfg = (
-            config
-            if isinstance(config, PEARLConfig)
-            else cls.get_default_config().update_from_dict(config)
-        )
+        cfg = cls.config_of(config)
         return PlacementGroupFactory(
             [{"CPU": float(cfg.num_cpus_for_main_process)}, {"CPU": cfg.eval_num_cpus_per_task}],
             strategy=cfg.placement_strategy,
