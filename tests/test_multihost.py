@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,14 @@ def _kill_marked(marker: str) -> None:
                 pass
 
 
+def code_under_tmp() -> list[str]:
+    """The checkout and the interpreter's environment, where they lie under /tmp (outermost
+    only): what the worker node must still see once its /tmp is a fresh tmpfs."""
+    paths = {Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve()}
+    under = sorted(str(p) for p in paths if p.is_relative_to("/tmp"))
+    return [p for p in under if not any(p != q and p.startswith(q + "/") for q in under)]
+
+
 class Cluster:
     """The two hosts, the S3 server in the head's namespace, and the environment of each node."""
 
@@ -79,9 +88,17 @@ class Cluster:
         worker = [*RAY, "start", "--block", f"--address={self.head.address}:{RAY_PORT}",
                   f"--node-ip-address={self.worker.address}", "--num-cpus=1",
                   "--disable-usage-stats", f"--temp-dir={worker_dir}/ray"]  # fmt: skip
-        # A disk of its own: fresh tmpfs over /tmp and /dev/shm, seen by this node only.
+        # A disk of its own: fresh tmpfs over /tmp and /dev/shm, seen by this node only. The code
+        # and interpreter stay visible where they live under /tmp (a CI clone there): each is
+        # held open as a descriptor before the tmpfs hides it, then bound back to its path.
+        keep = code_under_tmp()
+        hold = " ".join(f"exec {3 + i}<{shlex.quote(p)};" for i, p in enumerate(keep))
+        rebind = "".join(  # mount must not resolve the descriptor's path (now the tmpfs's)
+            f"mkdir -p {q} && mount --no-canonicalize --bind /proc/self/fd/{3 + i} {q} && "
+            for i, q in enumerate(map(shlex.quote, keep))
+        )
         private = (
-            "mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm && "
+            f"{hold} mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm && {rebind}"
             f'mkdir -p {worker_dir} && cd {worker_dir} && HOME={worker_dir} exec "$@"'
         )
         command = [*self.worker.prefix, "unshare", "--mount", "--propagation", "private",
