@@ -189,8 +189,19 @@ class OfflineMetaAlgorithm(Algorithm):
     def adaptation_options(
         self, episodes: int | None = None, adaptation_steps: int | None = None
     ) -> dict[str, Any]:
-        """How a held-out task is adapted offline (spec §7.1, §7.2)."""
+        """How a held-out task is adapted offline (spec §7.1, §7.2): `shared_adaptation_options`
+        plus the algorithm's own."""
         raise NotImplementedError
+
+    def shared_adaptation_options(self, episodes: int | None = None) -> dict[str, Any]:
+        """Episodes, adaptation batch size and count, and the test-buffer cut (both algorithms)."""
+        cfg = self.config
+        return {
+            "episodes": episodes or cfg.eval_episodes_per_task,
+            "batch_size": cfg.eval_adaptation_batch_size,
+            "batches": cfg.eval_adaptation_batches,
+            "test_buffer": cfg.inner_buffer(),
+        }
 
     @property
     def loss_config(self) -> Any:

@@ -241,10 +241,7 @@ class MACAW(OfflineMetaAlgorithm):
         """How a held-out task is adapted offline (spec §7.1, §7.2)."""
         cfg = self.config
         return {
-            "episodes": episodes or cfg.eval_episodes_per_task,
-            "batch_size": cfg.eval_adaptation_batch_size,
-            "batches": cfg.eval_adaptation_batches,
-            "test_buffer": cfg.inner_buffer(),
+            **self.shared_adaptation_options(episodes),
             "one_hot_tasks": self.one_hot_tasks,
             "test_time": asdict(
                 AdaptationSettings(

@@ -140,11 +140,7 @@ class PEARL(OfflineMetaAlgorithm):
     ) -> dict[str, Any]:
         """Task inference from `eval_adaptation_batch_size` uniform test-buffer rows (PEARL has
         no adaptation steps; `adaptation_steps` is accepted for the common interface)."""
-        cfg = self.config
         return {
-            "episodes": episodes or cfg.eval_episodes_per_task,
-            "batch_size": cfg.eval_adaptation_batch_size,
-            "batches": cfg.eval_adaptation_batches,
-            "test_buffer": cfg.inner_buffer(),
-            "learning_rates": cfg.learning_rates(),  # PEARL + FT updates at these
+            **self.shared_adaptation_options(episodes),
+            "learning_rates": self.config.learning_rates(),  # PEARL + FT updates at these
         }
