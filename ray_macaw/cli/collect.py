@@ -30,6 +30,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         num_gpus_per_task=args.num_gpus_per_task,
         max_concurrent=args.max_concurrent,
         max_retries=args.max_retries,
+        shared_agents=args.shared_agents,
         bootstrap_after_termination=not args.no_bootstrap_after_termination,
     )
     args.interrupt_hint = (
@@ -90,6 +91,14 @@ def add_parsers(sub: Any) -> None:
         choices=ALGOS,
         default=None,
         help="behaviour policy (default: td3 for cheetah-vel, else sac)",
+    )
+    collect.add_argument(
+        "--shared-agents",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N task-conditioned behaviour agents, each shared by every N-th selected task "
+        "(it sees the task's parameters; stored rows do not); 0: one agent per task",
     )
     collect.add_argument(
         "--set",

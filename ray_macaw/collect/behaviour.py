@@ -2,6 +2,7 @@
 
 - `sac` / `td3`: Stable-Baselines3 agents trained from scratch; a `StreamingReplayBuffer` hands
   every transition the agent stores to the recorder, from its first step to its last.
+- `sbx-sac` / `sbx-td3`: the same agents in JAX (`jax_agents.py`), faster on CPU.
 - `random`: uniform actions.
 - `noisy-init`: a freshly initialised MACAW policy (seeded) acting with N(0, 0.2^2) noise
   (spec §7.3).
@@ -11,7 +12,7 @@ Agent checkpoints are torch state dicts read back with `weights_only=True`: noth
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,21 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from ray_macaw.collect.jax_agents import (
+    JAX_ALGOS,
+    jax_state_bytes,
+    limit_xla_threads,
+    load_jax_state,
+    make_jax_agent,
+)
 from ray_macaw.data import columns as C
 from ray_macaw.data.atomic import atomic_write_bytes
 from ray_macaw.data.storage import ObjectPath
 from ray_macaw.data.task_data import TaskData
 from ray_macaw.nn.networks import MACAWPolicy
 
-ALGOS = ("sac", "td3", "random", "noisy-init")
-LEARNED_ALGOS = ("sac", "td3")
+LEARNED_ALGOS = ("sac", "td3", *JAX_ALGOS)
+ALGOS = (*LEARNED_ALGOS, "random", "noisy-init")
 NOISY_INIT_SIGMA = 0.2
 Sink = Callable[..., None]
 
@@ -49,6 +57,12 @@ BASE_HYPERPARAMETERS: Mapping[str, Mapping[str, Any]] = {
     "sac": {**_COMMON, "learning_rate": 3e-4, "net_arch": [256, 256], "ent_coef": "auto"},
     "td3": {**_COMMON, "learning_rate": 1e-3, "net_arch": [400, 300], "action_noise_sigma": 0.1},
 }
+# The JAX agents are the same algorithms: the same defaults.
+BASE_HYPERPARAMETERS = {
+    **BASE_HYPERPARAMETERS,
+    "sbx-sac": BASE_HYPERPARAMETERS["sac"],
+    "sbx-td3": BASE_HYPERPARAMETERS["td3"],
+}
 # Point-robot is the fast family for tests and the demo: 20-step episodes, so a short horizon,
 # small networks, an update every second step and a small initial entropy bonus. With these, SAC
 # goes from about -23 to about -7 in 3,000 steps (about 250 steps/s on one core).
@@ -62,6 +76,8 @@ _POINT_ROBOT = {
 FAMILY_OVERRIDES: Mapping[tuple[str, str], Mapping[str, Any]] = {
     ("point-robot", "sac"): {**_POINT_ROBOT, "ent_coef": "auto_0.1"},
     ("point-robot", "td3"): _POINT_ROBOT,
+    ("point-robot", "sbx-sac"): {**_POINT_ROBOT, "ent_coef": "auto_0.1"},
+    ("point-robot", "sbx-td3"): _POINT_ROBOT,
 }
 
 
@@ -102,73 +118,98 @@ class StreamingReplayBuffer(ReplayBuffer):
 def make_agent(
     algo: str, env: gym.Env, hyperparameters: Mapping[str, Any], seed: int, device: str
 ) -> OffPolicyAlgorithm:
-    """A fresh SB3 SAC or TD3 agent on `env` whose replay buffer streams."""
+    """A fresh SAC or TD3 agent (SB3 or SBX) on `env` whose replay buffer streams."""
     hp = dict(hyperparameters)
-    policy_kwargs = {"net_arch": hp.pop("net_arch")}
-    if algo == "td3":
+    hp["policy_kwargs"] = {"net_arch": hp.pop("net_arch")}
+    hp["replay_buffer_class"] = StreamingReplayBuffer
+    if algo in ("td3", "sbx-td3"):
         sigma = hp.pop("action_noise_sigma")
         dim = env.action_space.shape[0]  # type: ignore[index]
         hp["action_noise"] = NormalActionNoise(np.zeros(dim), sigma * np.ones(dim))
-    cls = SAC if algo == "sac" else TD3
-    agent = cls(
-        "MlpPolicy",
-        env,
-        policy_kwargs=policy_kwargs,
-        seed=seed,
-        device=device,
-        replay_buffer_class=StreamingReplayBuffer,
-        verbose=0,
-        **hp,
-    )
-    agent.replay_buffer.unscale = agent.policy.unscale_action  # type: ignore[union-attr]
+    if algo in JAX_ALGOS:
+        limit_xla_threads(torch.get_num_threads())
+        agent = make_jax_agent(algo, env, hp, seed)
+    else:
+        cls = SAC if algo == "sac" else TD3
+        agent = cls("MlpPolicy", env, seed=seed, device=device, verbose=0, **hp)
+    agent.replay_buffer.unscale = agent.policy.unscale_action
     # SB3's default logger makes a /tmp/SB3-<time> directory on every learn() call; the
     # collector keeps its own curves, so log nowhere.
     agent.set_logger(Logger(folder=None, output_formats=[]))
     return agent
 
 
-def save_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath, rows: int) -> None:
-    """Agent state after `rows` lifetime transitions, as torch tensors only (atomic)."""
-    _, variables = agent._get_torch_save_params()
-    state = {
+def save_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath, rows: Any) -> None:
+    """Agent state after `rows` lifetime transitions, as torch tensors only (atomic).
+
+    `rows` is a task's row count, or a shared agent's {task id: rows} (`shared.py`).
+    """
+    state: dict[str, Any] = {
         "rows": rows,
         "num_timesteps": agent.num_timesteps,
         "n_updates": agent._n_updates,
-        "state_dicts": agent.get_parameters(),
-        "variables": {name: getattr(agent, name).detach().cpu() for name in variables},
     }
+    if is_jax_agent(agent):
+        state["jax_state"] = torch.from_numpy(jax_state_bytes(agent))
+    else:
+        _, variables = agent._get_torch_save_params()
+        state["state_dicts"] = agent.get_parameters()
+        state["variables"] = {name: getattr(agent, name).detach().cpu() for name in variables}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath) -> int:
+def is_jax_agent(agent: OffPolicyAlgorithm) -> bool:
+    """An SBX agent (its state lives in flax train states, not torch modules)."""
+    return hasattr(agent.policy, "actor_state")
+
+
+def load_checkpoint(agent: OffPolicyAlgorithm, path: Path | ObjectPath) -> Any:
     """Restore an agent saved by `save_checkpoint`; returns the rows it was saved after."""
-    state = torch.load(io.BytesIO(path.read_bytes()), map_location=agent.device, weights_only=True)
-    agent.set_parameters(state["state_dicts"], exact_match=True, device=agent.device)
-    for name, value in state["variables"].items():
-        getattr(agent, name).data.copy_(value)
+    state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    if is_jax_agent(agent):
+        load_jax_state(agent, state["jax_state"].numpy())
+    else:
+        agent.set_parameters(state["state_dicts"], exact_match=True, device=agent.device)
+        for name, value in state["variables"].items():
+            getattr(agent, name).data.copy_(value)
     agent.num_timesteps = int(state["num_timesteps"])
     agent._n_updates = int(state["n_updates"])
-    return int(state["rows"])
+    return state["rows"]
 
 
-def refill_replay_buffer(agent: OffPolicyAlgorithm, data: TaskData) -> None:
-    """Put the task's most recent transitions back into the agent's replay buffer on resume.
+def refill_replay_buffer(
+    agent: OffPolicyAlgorithm, sources: Sequence[tuple[TaskData, np.ndarray | None]]
+) -> None:
+    """Put the most recent transitions back into the agent's replay buffer on resume.
 
-    The lifetime buffer on disk is what the agent had stored, so resuming needs no pickled buffer.
+    The lifetime buffers on disk are what the agent had stored, so resuming needs no pickled
+    buffer. Each source is a task's data and the condition a shared agent saw with it (None for
+    a per-task agent); the buffer keeps the newest rows of each source, in the given order.
     """
     buffer = agent.replay_buffer
     assert buffer is not None
-    n = min(data.n_rows, buffer.buffer_size)
-    rows = slice(data.n_rows - n, data.n_rows)
-    scale = agent.policy.scale_action
-    buffer.observations[:n, 0] = data.columns[C.OBS][rows]
-    buffer.next_observations[:n, 0] = data.columns[C.NEXT_OBS][rows]
-    buffer.actions[:n, 0] = scale(data.columns[C.ACTIONS][rows])
-    buffer.rewards[:n, 0] = data.columns[C.REWARDS][rows]
-    buffer.dones[:n, 0] = data.columns[C.TERMINATED][rows]
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "done")}
+    for data, condition in sources:
+        cols, rows = data.columns, slice(max(data.n_rows - buffer.buffer_size, 0), data.n_rows)
+        obs, next_obs = cols[C.OBS][rows], cols[C.NEXT_OBS][rows]
+        if condition is not None:
+            tiled = np.broadcast_to(condition, (len(obs), len(condition)))
+            obs, next_obs = np.hstack([obs, tiled]), np.hstack([next_obs, tiled])
+        columns["obs"].append(obs)
+        columns["next"].append(next_obs)
+        columns["act"].append(agent.policy.scale_action(cols[C.ACTIONS][rows]))
+        columns["rew"].append(cols[C.REWARDS][rows])
+        columns["done"].append(cols[C.TERMINATED][rows])
+    merged = {k: np.concatenate(v)[-buffer.buffer_size :] for k, v in columns.items()}
+    n = len(merged["rew"])
+    buffer.observations[:n, 0] = merged["obs"]
+    buffer.next_observations[:n, 0] = merged["next"]
+    buffer.actions[:n, 0] = merged["act"]
+    buffer.rewards[:n, 0] = merged["rew"]
+    buffer.dones[:n, 0] = merged["done"]
     buffer.timeouts[:n, 0] = False  # terminated already excludes truncation
     buffer.pos = n % buffer.buffer_size
     buffer.full = n == buffer.buffer_size

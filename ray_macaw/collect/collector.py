@@ -1,7 +1,7 @@
 """One task's collection: a behaviour policy whose every stored transition streams to Parquet.
 
-`TaskCollection` is plain Python (tested without Ray); `CollectorActor` runs it as a Ray actor with
-a second thread for progress queries.
+`TaskCollection` is plain Python (tested without Ray); `actor.CollectorActor` runs it as a Ray
+actor with a second thread for progress queries.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
-import torch
 
 from ray_macaw.collect.behaviour import (
     LEARNED_ALGOS,
@@ -25,8 +23,7 @@ from ray_macaw.collect.behaviour import (
     save_checkpoint,
 )
 from ray_macaw.collect.config import CollectConfig
-from ray_macaw.collect.curves import curve_paths, summarise, write_curve
-from ray_macaw.data import columns as C
+from ray_macaw.collect.curves import curve_of, curve_paths, summarise, write_curve
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import Manifest, PartRecord, TaskRecord, update_manifest
@@ -116,7 +113,7 @@ class TaskCollection:
             else None
         )
         if existing is not None:
-            self._load_existing_curve(existing)
+            self.recorder.curve.extend(curve_of(existing))
         self.dataset.record_run(
             self.task_id,
             {
@@ -167,7 +164,7 @@ class TaskCollection:
     def _resume_agent(self, existing: TaskData) -> None:
         rows = self.writer.rows_written
         load_checkpoint(self.agent, self._checkpoint_for(rows))
-        refill_replay_buffer(self.agent, existing)
+        refill_replay_buffer(self.agent, [(existing, None)])
         self.agent.num_timesteps = rows
 
     def _checkpoint_for(self, rows: int) -> Path | ObjectPath:
@@ -213,30 +210,6 @@ class TaskCollection:
                 )
                 obs, done, remaining = next_obs, terminated or truncated, remaining - 1
             episode += 1
-
-    def _load_existing_curve(self, data: TaskData) -> None:
-        """On resume, rebuild the behaviour curve from the data already written."""
-        returns = data.episode_returns()
-        ends = np.flatnonzero(np.diff(data.columns[C.EPISODE_ID], append=-1)) + 1
-        self.recorder.curve.extend(zip(ends.tolist(), returns.tolist(), strict=True))
-
-
-@ray.remote(max_concurrency=2)  # type: ignore[call-overload]
-class CollectorActor:
-    """A Ray actor that collects one task; `progress()` answers while `run()` works."""
-
-    def __init__(self, config: CollectConfig, task_id: int, obs_dim: int, act_dim: int) -> None:
-        torch.set_num_threads(max(1, int(config.num_cpus_per_task)))
-        self.collection = TaskCollection(config, task_id, obs_dim, act_dim)
-
-    def run(self) -> dict[str, Any]:
-        """Collect the task; returns its final progress, time and node."""
-        result = self.collection.run()
-        return {**result, "node_id": ray.get_runtime_context().get_node_id()}
-
-    def progress(self) -> dict[str, Any]:
-        """Current progress of the task."""
-        return self.collection.progress()
 
 
 def completed_tasks(root: str, family: str) -> set[int]:

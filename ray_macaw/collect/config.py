@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ray_macaw.collect.behaviour import ALGOS, default_hyperparameters
+from ray_macaw.collect.behaviour import ALGOS, LEARNED_ALGOS, default_hyperparameters
 from ray_macaw.errors import RayMacawError, unknown_name
 from ray_macaw.tasks import FAMILIES, TaskFamily
 
@@ -54,6 +54,8 @@ class CollectConfig:
         num_gpus_per_task: GPUs each collector actor reserves (the agent trains on CUDA if > 0).
         max_concurrent: At most this many tasks at once (None: as many as resources allow).
         max_retries: Times a task whose actor died is restarted (it resumes from its last part).
+        shared_agents: 0: one behaviour agent per task. N > 0: N task-conditioned agents, each
+            shared by every N-th selected task (`shared.py`); resume with the same N and tasks.
     """
 
     family: str
@@ -72,6 +74,7 @@ class CollectConfig:
     num_gpus_per_task: float = 0.0
     max_concurrent: int | None = None
     max_retries: int = 3
+    shared_agents: int = 0
 
     def resolved(self) -> CollectConfig:
         """Defaults filled in and every setting checked."""
@@ -108,6 +111,12 @@ class CollectConfig:
             ),
             (0.0 <= self.gamma <= 1.0, "gamma must lie in [0, 1]", "use 0.99"),
             (self.max_retries >= 0, "max_retries cannot be negative", "use 0 to never retry"),
+            (self.shared_agents >= 0, "shared_agents cannot be negative", "use 0 for per-task"),
+            (
+                self.shared_agents == 0 or self.algo in LEARNED_ALGOS,
+                f"shared agents need a learning behaviour policy, not '{self.algo}'",
+                f"use --algo one of {', '.join(LEARNED_ALGOS)}, or --shared-agents 0",
+            ),
         ]
         for ok, problem, fix in checks:
             if not ok:
@@ -115,12 +124,33 @@ class CollectConfig:
 
     def collector_record(self) -> dict[str, Any]:
         """What the manifest records: settings that shape the data (must match on resume)."""
-        return {
+        record = {
             "algo": self.algo,
             "steps": self.steps,
             "seed": self.seed,
             "hyperparameters": dict(self.hyperparameters),
         }
+        if self.shared_agents:  # absent for per-task agents: roots written before stay valid
+            record["shared_agents"] = self.shared_agents
+            record["conditioning"] = (
+                "one agent per group of tasks sees TaskFamily.condition(task) appended to its "
+                "observation; stored observations exclude it"
+            )
+        return record
+
+    def units(self, task_ids: Sequence[int]) -> list[list[int]]:
+        """What one collector actor collects: a task, or a shared agent's group of tasks (every
+        N-th of the selected tasks, so each group spans the family's parameter range)."""
+        ordered = sorted(task_ids)
+        if not self.shared_agents:
+            return [[t] for t in ordered]
+        if self.shared_agents > len(ordered):
+            raise CollectConfigError(
+                f"--shared-agents {self.shared_agents} is more than the {len(ordered)} "
+                "selected tasks",
+                f"use at most {len(ordered)}",
+            )
+        return [ordered[g :: self.shared_agents] for g in range(self.shared_agents)]
 
     def task_seed(self, task_id: int) -> int:
         """A task's seed, derived from (seed, task id)."""

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ray_macaw.data import columns as C
 from ray_macaw.data.atomic import atomic_write_bytes
 from ray_macaw.data.storage import StoragePath
+from ray_macaw.data.task_data import TaskData
 
 CURVES_DIR = "_curves"  # leading underscore: skipped by pyarrow's dataset discovery
 
@@ -18,6 +20,12 @@ def curve_paths(family_dir: StoragePath, task_id: int) -> tuple[StoragePath, Sto
     """(CSV, PNG) paths of a task's curve."""
     stem = family_dir / CURVES_DIR / f"task_id={task_id}"
     return stem.with_suffix(".csv"), stem.with_suffix(".png")
+
+
+def curve_of(data: TaskData) -> list[tuple[int, float]]:
+    """(lifetime step at the episode's end, return) of every episode already written (resume)."""
+    ends = np.flatnonzero(np.diff(data.columns[C.EPISODE_ID], append=-1)) + 1
+    return list(zip(ends.tolist(), data.episode_returns().tolist(), strict=True))
 
 
 def write_curve(family_dir: StoragePath, task_id: int, curve: Sequence[tuple[int, float]]) -> None:

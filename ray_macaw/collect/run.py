@@ -1,9 +1,10 @@
 """Collect per-task offline data with Ray actors, one per task (appendix D.2; architecture.md).
 
 `collect(config)` resolves the tasks, refuses a root written with other settings, skips finished
-tasks, runs a `CollectorActor` per unfinished task (at most `max_concurrent` at once, spread over
-the cluster's nodes), shows progress, restarts tasks whose actor died (they resume from their last
-complete part), and returns a summary.
+tasks, runs a `CollectorActor` per unfinished unit (a task, or with `shared_agents` a group of
+tasks sharing one agent; at most `max_concurrent` at once, spread over the cluster's nodes), shows
+progress, restarts units whose actor died (they resume from their last complete parts), and
+returns a summary.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
+from ray_macaw.collect.actor import CollectorActor
 from ray_macaw.collect.collector import (
-    CollectorActor,
     completed_tasks,
     discard_task,
     open_writer,
@@ -40,10 +41,17 @@ class CollectionError(RayMacawError, RuntimeError):
 
 @dataclass
 class _Running:
-    task_id: int
+    task_ids: list[int]
     actor: Any
     attempt: int
     bar: Any = None
+
+    @property
+    def label(self) -> str:
+        """'task 3', or 'tasks 0,2,4' for a shared agent's group."""
+        if len(self.task_ids) == 1:
+            return f"task {self.task_ids[0]}"
+        return "tasks " + ",".join(str(t) for t in self.task_ids)
 
 
 @dataclass
@@ -65,12 +73,12 @@ class _Display:
                 dynamic_ncols=True,
             )
 
-    def task_bar(self, task_id: int, total: int, position: int) -> Any:
+    def task_bar(self, label: str, total: int, position: int) -> Any:
         if not self.enabled:
             return None
         return tqdm(
             total=total,
-            desc=f"task {task_id:>3}",
+            desc=label if len(label) <= 16 else label[:13] + "...",
             unit="step",
             position=position,
             leave=False,
@@ -78,7 +86,7 @@ class _Display:
         )
 
     def update(self, run: _Running, progress: dict[str, Any]) -> None:
-        self.done[run.task_id] = progress["steps"]
+        self.done[run.task_ids[0]] = progress["steps"]
         if not self.enabled:
             return
         run.bar.n = progress["steps"]
@@ -146,7 +154,8 @@ def collect(
             discard_task(config.root, family.name, task_id)
         # Read again under ownership: another command may have finished a task meanwhile.
         finished = completed_tasks(config.root, family.name)
-        todo = [t for t in task_ids if t not in finished]
+        # Units from every selected task, so a shared agent's group is the same on resume.
+        todo = [u for u in config.units(task_ids) if not set(u) <= finished]
         collected = (
             _run_actors(config, todo, obs_dim, act_dim, address, show_progress) if todo else {}
         )
@@ -161,7 +170,7 @@ def collect(
 
 def _run_actors(
     config: CollectConfig,
-    todo: list[int],
+    todo: list[list[int]],
     obs_dim: int,
     act_dim: int,
     address: str | None,
@@ -176,10 +185,10 @@ def _run_actors(
     )
     check_shared(config.root)  # every actor writes its task's parts under ROOT
     limit = config.max_concurrent or len(todo)
-    pending = deque((task_id, 0) for task_id in todo)
+    pending = deque((unit, 0) for unit in todo)
     running: dict[Any, _Running] = {}
     results: dict[int, dict[str, Any]] = {}
-    display = _Display(show_progress, total=config.steps * len(todo))  # type: ignore[operator]
+    display = _Display(show_progress, total=config.steps * sum(map(len, todo)))  # type: ignore[operator]
     resources = {
         "num_cpus": config.num_cpus_per_task,
         "num_gpus": config.num_gpus_per_task,
@@ -188,12 +197,13 @@ def _run_actors(
     try:
         while pending or running:
             while pending and len(running) < limit:
-                task_id, attempt = pending.popleft()
+                unit, attempt = pending.popleft()
                 actor = CollectorActor.options(  # type: ignore[attr-defined]
-                    name=actor_name(config, task_id, attempt), **resources
-                ).remote(config, task_id, obs_dim, act_dim)
-                bar = display.task_bar(task_id, config.steps, len(running) + 1)  # type: ignore[arg-type]
-                running[actor.run.remote()] = _Running(task_id, actor, attempt, bar)
+                    name=actor_name(config, unit[0], attempt), **resources
+                ).remote(config, unit, obs_dim, act_dim)
+                run = _Running(unit, actor, attempt)
+                run.bar = display.task_bar(run.label, config.steps * len(unit), len(running) + 1)  # type: ignore[operator]
+                running[actor.run.remote()] = run
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
                 _finish(ref, running.pop(ref), config, pending, results, display)
@@ -208,8 +218,8 @@ def _run_actors(
 
 
 def actor_name(config: CollectConfig, task_id: int, attempt: int = 0) -> str:
-    """Name of a task's collector actor (unique per root, family, task and attempt: a dead
-    actor's name can stay registered for a while)."""
+    """Name of a task's collector actor, or of its group's (by the group's first task): unique
+    per root, family, task and attempt (a dead actor's name can stay registered for a while)."""
     root = root_path(config.root).resolve()
     return f"ray-macaw-collect:{root}:{config.family}:{task_id}:{attempt}"
 
@@ -229,29 +239,30 @@ def _finish(
     except ray.exceptions.RayActorError as e:
         if run.attempt >= config.max_retries:
             raise CollectionError(
-                f"the collector of task {run.task_id} died {run.attempt + 1} times ({e})",
+                f"the collector of {run.label} died {run.attempt + 1} times ({e})",
                 "check the worker's logs (out of memory?); re-running the command resumes "
                 "from the last complete part",
             ) from e
         ray.kill(run.actor, no_restart=True)
         display.message(
-            f"task {run.task_id}: actor died, restarting from its last part "
-            f"(attempt {run.attempt + 2})"
+            f"{run.label}: actor died, restarting from its last part (attempt {run.attempt + 2})"
         )
-        pending.appendleft((run.task_id, run.attempt + 1))
+        pending.appendleft((run.task_ids, run.attempt + 1))
         return
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, RayMacawError):
             raise e.cause from None  # a one-line, fix-it error from the actor (bad data...)
         raise
     ray.kill(run.actor)
-    results[run.task_id] = result
-    display.done[run.task_id] = result["steps"]
-    recent = result["recent_return"]
-    display.message(
-        f"task {run.task_id}: {result['steps']} steps, {result['episodes']} episodes, recent "
-        f"return {'-' if recent is None else f'{recent:.2f}'}, {result['seconds']:.1f} s"
-    )
+    results.update(result)
+    display.done[run.task_ids[0]] = sum(r["steps"] for r in result.values())
+    for task_id, task_result in sorted(result.items()):
+        recent = task_result["recent_return"]
+        display.message(
+            f"task {task_id}: {task_result['steps']} steps, {task_result['episodes']} episodes, "
+            f"recent return {'-' if recent is None else f'{recent:.2f}'}, "
+            f"{task_result['seconds']:.1f} s"
+        )
 
 
 def _poll(running: dict[Any, _Running], display: _Display) -> None:

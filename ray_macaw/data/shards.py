@@ -222,6 +222,11 @@ class TaskWriter:
         """Rows in complete parts plus rows pending (the task's lifetime-buffer length so far)."""
         return self.next_step
 
+    @property
+    def rows_recorded(self) -> int:
+        """Rows in parts already recorded in the manifest (pending rows excluded)."""
+        return self.next_step - self._pending.rows
+
     def add_episode(
         self,
         obs: np.ndarray,

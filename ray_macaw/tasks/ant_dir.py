@@ -92,3 +92,8 @@ class AntDirFamily(TaskFamily):
 
     def _make_task_env(self, task: Task) -> gym.Env:
         return AntDirEnv(task.params["goal_angle"])
+
+    def condition(self, task_id: int) -> np.ndarray:
+        """The goal direction as a unit vector (cos, sin): no jump at 2 pi."""
+        angle = self.task(task_id).params["goal_angle"]
+        return np.array([np.cos(angle), np.sin(angle)], dtype=np.float32)

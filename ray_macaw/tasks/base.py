@@ -90,6 +90,16 @@ class TaskFamily(ABC):
     def _make_task_env(self, task: Task) -> gym.Env:
         """The environment of one task, without time limit or task observation."""
 
+    def condition(self, task_id: int) -> np.ndarray:
+        """What a task-conditioned behaviour agent is told about a task (never stored in data).
+
+        A one-hot task id by default; families with numeric task parameters give those, so one
+        agent can share what it learns between neighbouring tasks.
+        """
+        one_hot = np.zeros(self.num_tasks, dtype=np.float32)
+        one_hot[self.task(task_id).id] = 1.0
+        return one_hot
+
     @property
     def tasks(self) -> tuple[Task, ...]:
         """All tasks, indexed by id."""

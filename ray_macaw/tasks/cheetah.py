@@ -88,6 +88,10 @@ class CheetahDirFamily(TaskFamily):
     def _make_task_env(self, task: Task) -> gym.Env:
         return HalfCheetahTaskEnv(direction=task.params["direction"])
 
+    def condition(self, task_id: int) -> np.ndarray:
+        """The direction, +1 or -1."""
+        return np.array([self.task(task_id).params["direction"]], dtype=np.float32)
+
 
 VEL_NUM_TASKS = 40
 VEL_STEP = 0.075
@@ -118,3 +122,7 @@ class CheetahVelFamily(TaskFamily):
 
     def _make_task_env(self, task: Task) -> gym.Env:
         return HalfCheetahTaskEnv(velocity=task.params["velocity"])
+
+    def condition(self, task_id: int) -> np.ndarray:
+        """The target velocity v*."""
+        return np.array([self.task(task_id).params["velocity"]], dtype=np.float32)

@@ -69,3 +69,7 @@ class PointRobotFamily(TaskFamily):
 
     def _make_task_env(self, task: Task) -> gym.Env:
         return PointRobotEnv(task.params["goal"])
+
+    def condition(self, task_id: int) -> np.ndarray:
+        """The goal position."""
+        return np.asarray(self.task(task_id).params["goal"], dtype=np.float32)

@@ -117,6 +117,15 @@ class WalkerParamsFamily(TaskFamily):
     def _make_task_env(self, task: Task) -> gym.Env:
         return WalkerParamsEnv(task.params)
 
+    def condition(self, task_id: int) -> np.ndarray:
+        """Every multiplier's exponent u (multiplier = base^u, u in [-3, 3]), flattened."""
+        params = self.task(task_id).params
+        exponents = [
+            np.log(np.asarray(params[key], dtype=np.float64)).ravel() / np.log(base)
+            for key, base in PARAM_BASES.items()
+        ]
+        return np.concatenate(exponents).astype(np.float32)
+
     def environment(self) -> dict[str, Any]:
         """The model file and the timestep override, recorded in manifests."""
         return {"model": MODEL_FILE, "timestep": TIMESTEP, "frame_skip": FRAME_SKIP}
