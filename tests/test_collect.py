@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import ray
 import torch
+from helpers import check_task_data
 
 from ray_macaw.cli.main import main
 from ray_macaw.collect.behaviour import ScriptedBehaviour
@@ -23,34 +24,6 @@ from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.manifest import Manifest
 from ray_macaw.errors import DataError, UnknownNameError
 from ray_macaw.tasks import get_task_family
-
-GAMMA = 0.99
-
-
-def check_task_data(root: Path, task_id: int, steps: int) -> None:
-    """Every invariant of a collected task's data, against the real point-robot dynamics."""
-    data = TaskDatasets(root, "point-robot").load(task_id)
-    cols = data.columns
-    assert data.n_rows == steps
-    np.testing.assert_array_equal(cols[C.STEP], np.arange(steps))  # nothing missing or doubled
-    episodes = cols[C.EPISODE_ID]
-    assert episodes[0] == 0 and set(np.diff(episodes)) <= {0, 1}  # contiguous episode ids
-    pairs = set(zip(episodes.tolist(), cols[C.T].tolist(), strict=True))
-    assert len(pairs) == steps  # no duplicated (episode_id, t)
-    goal = np.array(get_task_family("point-robot").task(task_id).params["goal"])
-    assert np.all(np.abs(cols[C.ACTIONS]) <= 0.1 + 1e-6)  # env units, not SB3's [-1, 1]
-    np.testing.assert_allclose(cols[C.NEXT_OBS], cols[C.OBS] + cols[C.ACTIONS], atol=1e-5)
-    np.testing.assert_allclose(
-        cols[C.REWARDS], -np.linalg.norm(cols[C.NEXT_OBS] - goal, axis=1), atol=1e-5
-    )
-    for episode in np.unique(episodes)[:5]:
-        rows = np.flatnonzero(episodes == episode)
-        rewards = cols[C.REWARDS][rows].astype(np.float64)
-        expected = [sum(GAMMA**k * r for k, r in enumerate(rewards[i:])) for i in range(len(rows))]
-        np.testing.assert_allclose(cols[C.MC_RETURN][rows], expected, rtol=1e-5)
-        np.testing.assert_array_equal(cols[C.T][rows], np.arange(len(rows)))
-    full = np.flatnonzero(cols[C.TRUNCATED])
-    assert len(full) == len(np.unique(episodes))  # every episode ends truncated (20-step cap)
 
 
 def test_collect_two_tasks_with_sac(tmp_path: Path, ray_local: None) -> None:

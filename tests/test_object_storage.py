@@ -22,9 +22,9 @@ import pyarrow.dataset as pads
 import pytest
 import ray
 import yaml
-from helpers import write_root
+from helpers import check_task_data, write_root
 from s3_server import START_TIMEOUT_S, S3Server, aws_environment, s3_server
-from test_collect import check_task_data, kill_when
+from test_collect import kill_when
 
 from ray_macaw.cli.main import main
 from ray_macaw.collect.config import CollectConfig

@@ -3,7 +3,9 @@ deterministic episodes from the same start states (`held_out.evaluation_seed`), 
 method's adapted return and the behaviour policy that made the task's data are paired (issue 18).
 
 The policy is each task's last agent checkpoint from collection (`ROOT/<family>/_agents/`), i.e.
-the agent at the end of its lifetime buffer; its mean action (SB3's `deterministic=True`).
+the agent at the end of its lifetime buffer; its mean action (SB3's `deterministic=True`). A
+shared task-conditioned agent (`collect/shared.py`) is told the task's condition, as it was while
+it collected.
 """
 
 from __future__ import annotations
@@ -14,21 +16,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from ray_macaw.collect.behaviour import LEARNED_ALGOS, make_agent
 from ray_macaw.collect.behaviour import load_checkpoint as load_agent
-from ray_macaw.collect.behaviour import make_agent
 from ray_macaw.collect.collector import AGENTS_DIR
+from ray_macaw.collect.shared import TaskConditionedEnv, group_dir_name
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.storage import StoragePath
 from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.evaluation.held_out import evaluation_seed, mean_stderr, rollout, stderr
 from ray_macaw.tasks import get_task_family
 
-LEARNED = ("sac", "td3")  # collectors that leave agent checkpoints
+
+def agent_dir(family_dir: StoragePath, task_id: int) -> StoragePath:
+    """The folder of the agent that collected a task: its own, or its shared group's."""
+    agents: StoragePath = family_dir / AGENTS_DIR
+    for group in agents.glob("shared=*"):
+        if task_id in group_of(group):
+            return group
+    return agents / f"task_id={task_id}"
+
+
+def group_of(group_dir: StoragePath) -> list[int]:
+    """The task ids of a shared agent's folder (`shared=0,2,4`)."""
+    ids = [int(t) for t in group_dir.name.removeprefix("shared=").split(",")]
+    assert group_dir.name == group_dir_name(ids)
+    return ids
 
 
 def last_checkpoint(family_dir: StoragePath, task_id: int) -> StoragePath:
-    """The newest agent checkpoint of a task (saved with its last part)."""
-    agents: StoragePath = family_dir / AGENTS_DIR / f"task_id={task_id}"
+    """The newest checkpoint of the agent that collected a task (saved with its last part)."""
+    agents = agent_dir(family_dir, task_id)
     found: list[StoragePath] = sorted(agents.glob("ckpt-*.pt"), key=lambda p: p.name)
     if not found:
         raise MissingDataError(
@@ -48,21 +65,28 @@ def behaviour_level(
     data = TaskDatasets(root, family)
     collector = data.manifest.collector
     algo = collector.get("algo")
-    if algo not in LEARNED:
+    if algo not in LEARNED_ALGOS:
         raise DataError(
             f"the data was made by the '{algo}' collector, which has no behaviour agent",
-            f"the behaviour level is defined for {' / '.join(LEARNED)} collections",
+            f"the behaviour level is defined for {' / '.join(LEARNED_ALGOS)} collections",
             data.family_dir,
         )
     tasks = get_task_family(family, seed=data.manifest.family_seed)
+    shared = bool(collector.get("shared_agents"))
     per_task: dict[str, dict[str, Any]] = {}
     for task_id in task_ids:
         env = tasks.make_env(task_id)
-        agent = make_agent(algo, env, collector["hyperparameters"], seed=0, device="cpu")
+        # The agent's input: the task's observation, plus its condition for a shared agent.
+        agent_env = TaskConditionedEnv(tasks, [task_id], {}, 1, {task_id: 0}) if shared else env
+        agent = make_agent(algo, agent_env, collector["hyperparameters"], seed=0, device="cpu")
         load_agent(agent, last_checkpoint(data.family_dir, task_id))
+        condition = tasks.condition(task_id) if shared else None
 
-        def policy(obs: torch.Tensor, agent: Any = agent) -> torch.Tensor:
-            action, _ = agent.predict(obs.numpy(), deterministic=True)
+        def policy(
+            obs: torch.Tensor, agent: Any = agent, condition: Any = condition
+        ) -> torch.Tensor:
+            x = obs.numpy() if condition is None else np.concatenate([obs.numpy(), condition])
+            action, _ = agent.predict(x, deterministic=True)
             return torch.as_tensor(action)
 
         returns = rollout(env, policy, episodes, evaluation_seed(run_seed, task_id))
