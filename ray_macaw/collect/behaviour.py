@@ -57,12 +57,8 @@ BASE_HYPERPARAMETERS: Mapping[str, Mapping[str, Any]] = {
     "sac": {**_COMMON, "learning_rate": 3e-4, "net_arch": [256, 256], "ent_coef": "auto"},
     "td3": {**_COMMON, "learning_rate": 1e-3, "net_arch": [400, 300], "action_noise_sigma": 0.1},
 }
-# The JAX agents are the same algorithms: the same defaults.
-BASE_HYPERPARAMETERS = {
-    **BASE_HYPERPARAMETERS,
-    "sbx-sac": BASE_HYPERPARAMETERS["sac"],
-    "sbx-td3": BASE_HYPERPARAMETERS["td3"],
-}
+# The JAX agents are the same algorithms: they take their torch twin's defaults.
+TORCH_TWIN = {"sbx-sac": "sac", "sbx-td3": "td3"}
 # Point-robot is the fast family for tests and the demo: 20-step episodes, so a short horizon,
 # small networks, an update every second step and a small initial entropy bonus. With these, SAC
 # goes from about -23 to about -7 in 3,000 steps (about 250 steps/s on one core).
@@ -76,8 +72,6 @@ _POINT_ROBOT = {
 FAMILY_OVERRIDES: Mapping[tuple[str, str], Mapping[str, Any]] = {
     ("point-robot", "sac"): {**_POINT_ROBOT, "ent_coef": "auto_0.1"},
     ("point-robot", "td3"): _POINT_ROBOT,
-    ("point-robot", "sbx-sac"): {**_POINT_ROBOT, "ent_coef": "auto_0.1"},
-    ("point-robot", "sbx-td3"): _POINT_ROBOT,
 }
 
 
@@ -85,7 +79,8 @@ def default_hyperparameters(family: str, algo: str) -> dict[str, Any]:
     """The SB3 settings a family's collection uses unless overridden."""
     if algo not in LEARNED_ALGOS:
         return {"action_sigma": NOISY_INIT_SIGMA} if algo == "noisy-init" else {}
-    return {**BASE_HYPERPARAMETERS[algo], **FAMILY_OVERRIDES.get((family, algo), {})}
+    twin = TORCH_TWIN.get(algo, algo)
+    return {**BASE_HYPERPARAMETERS[twin], **FAMILY_OVERRIDES.get((family, twin), {})}
 
 
 class StreamingReplayBuffer(ReplayBuffer):
@@ -122,7 +117,7 @@ def make_agent(
     hp = dict(hyperparameters)
     hp["policy_kwargs"] = {"net_arch": hp.pop("net_arch")}
     hp["replay_buffer_class"] = StreamingReplayBuffer
-    if algo in ("td3", "sbx-td3"):
+    if TORCH_TWIN.get(algo, algo) == "td3":
         sigma = hp.pop("action_noise_sigma")
         dim = env.action_space.shape[0]  # type: ignore[index]
         hp["action_noise"] = NormalActionNoise(np.zeros(dim), sigma * np.ones(dim))
@@ -191,25 +186,27 @@ def refill_replay_buffer(
     """
     buffer = agent.replay_buffer
     assert buffer is not None
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next", "act", "rew", "done")}
+    parts: dict[str, list[np.ndarray]] = {}  # SB3 buffer attribute -> rows per source
     for data, condition in sources:
         cols, rows = data.columns, slice(max(data.n_rows - buffer.buffer_size, 0), data.n_rows)
         obs, next_obs = cols[C.OBS][rows], cols[C.NEXT_OBS][rows]
         if condition is not None:
             tiled = np.broadcast_to(condition, (len(obs), len(condition)))
             obs, next_obs = np.hstack([obs, tiled]), np.hstack([next_obs, tiled])
-        columns["obs"].append(obs)
-        columns["next"].append(next_obs)
-        columns["act"].append(agent.policy.scale_action(cols[C.ACTIONS][rows]))
-        columns["rew"].append(cols[C.REWARDS][rows])
-        columns["done"].append(cols[C.TERMINATED][rows])
-    merged = {k: np.concatenate(v)[-buffer.buffer_size :] for k, v in columns.items()}
-    n = len(merged["rew"])
-    buffer.observations[:n, 0] = merged["obs"]
-    buffer.next_observations[:n, 0] = merged["next"]
-    buffer.actions[:n, 0] = merged["act"]
-    buffer.rewards[:n, 0] = merged["rew"]
-    buffer.dones[:n, 0] = merged["done"]
+        source = {
+            "observations": obs,
+            "next_observations": next_obs,
+            "actions": agent.policy.scale_action(cols[C.ACTIONS][rows]),
+            "rewards": cols[C.REWARDS][rows],
+            "dones": cols[C.TERMINATED][rows],
+        }
+        for name, values in source.items():
+            parts.setdefault(name, []).append(values)
+    n = 0
+    for name, chunks in parts.items():
+        newest = np.concatenate(chunks)[-buffer.buffer_size :]
+        n = len(newest)
+        getattr(buffer, name)[:n, 0] = newest
     buffer.timeouts[:n, 0] = False  # terminated already excludes truncation
     buffer.pos = n % buffer.buffer_size
     buffer.full = n == buffer.buffer_size

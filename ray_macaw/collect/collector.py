@@ -60,6 +60,24 @@ def open_writer(
     )
 
 
+def run_record(config: CollectConfig, task_id: int, start_rows: int) -> dict[str, Any]:
+    """What the manifest lists about one collection run of a task (resumes add more)."""
+    return {
+        "start_rows": start_rows,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "seed": config.task_seed(task_id),
+    }
+
+
+def finish_task(dataset: DatasetWriter, task_id: int, recorder: EpisodeRecorder) -> None:
+    """Write the episode in progress and the last part, the curve, and mark the task complete."""
+    recorder.close()
+    recorder.writer.flush()
+    write_curve(dataset.family_dir, task_id, recorder.curve)
+    dataset.mark_complete(task_id, {"behaviour_curve": summarise(recorder.curve)})
+
+
 class TaskCollection:
     """Collect (or resume collecting) one task's lifetime buffer.
 
@@ -115,13 +133,7 @@ class TaskCollection:
         if existing is not None:
             self.recorder.curve.extend(curve_of(existing))
         self.dataset.record_run(
-            self.task_id,
-            {
-                "start_rows": self.writer.rows_written,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "host": socket.gethostname(),
-                "seed": self.config.task_seed(self.task_id),
-            },
+            self.task_id, run_record(self.config, self.task_id, self.writer.rows_written)
         )
         remaining = self.steps - self.writer.rows_written
         if remaining > 0:
@@ -129,12 +141,7 @@ class TaskCollection:
                 self._run_agent(remaining, existing)
             else:
                 self._run_scripted(remaining)
-        self.recorder.close()
-        self.writer.flush()
-        write_curve(self.dataset.family_dir, self.task_id, self.recorder.curve)
-        self.dataset.mark_complete(
-            self.task_id, {"behaviour_curve": summarise(self.recorder.curve)}
-        )
+        finish_task(self.dataset, self.task_id, self.recorder)
         return {**self.progress(), "seconds": time.monotonic() - self.started}
 
     def _on_step(self, obs, action, reward, next_obs, *, terminated: bool, truncated: bool) -> None:

@@ -17,7 +17,6 @@ scheduler gives the tasks behind them episodes first until they catch up).
 from __future__ import annotations
 
 import io
-import socket
 import time
 from collections import deque
 from functools import partial
@@ -34,9 +33,15 @@ from ray_macaw.collect.behaviour import (
     refill_replay_buffer,
     save_checkpoint,
 )
-from ray_macaw.collect.collector import AGENTS_DIR, RECENT_EPISODES, open_writer
+from ray_macaw.collect.collector import (
+    AGENTS_DIR,
+    RECENT_EPISODES,
+    finish_task,
+    open_writer,
+    run_record,
+)
 from ray_macaw.collect.config import CollectConfig
-from ray_macaw.collect.curves import curve_of, summarise, write_curve
+from ray_macaw.collect.curves import curve_of
 from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.data.episodes import EpisodeRecorder
 from ray_macaw.data.manifest import PartRecord
@@ -181,26 +186,16 @@ class SharedCollection:
         for task_id, task_data in existing.items():
             self.recorders[task_id].curve.extend(curve_of(task_data))
         for task_id in self.task_ids:
-            self.dataset.record_run(
-                task_id,
-                {
-                    "start_rows": self.writers[task_id].rows_written,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "host": socket.gethostname(),
-                    "seed": self.config.task_seed(task_id),
-                    "shared_with": self.task_ids,
-                },
-            )
+            start_rows = self.writers[task_id].rows_written
+            record = run_record(self.config, task_id, start_rows)
+            self.dataset.record_run(task_id, {**record, "shared_with": self.task_ids})
         remaining = sum(max(self.steps - w.rows_written, 0) for w in self.writers.values())
         if remaining > 0:
             self._run_agent(remaining, existing)
         results = {}
         seconds = time.monotonic() - self.started
         for task_id, recorder in self.recorders.items():
-            recorder.close()
-            self.writers[task_id].flush()
-            write_curve(self.dataset.family_dir, task_id, recorder.curve)
-            self.dataset.mark_complete(task_id, {"behaviour_curve": summarise(recorder.curve)})
+            finish_task(self.dataset, task_id, recorder)
             recent = self.recent[task_id]
             results[task_id] = {
                 "task_id": task_id,
