@@ -17,7 +17,9 @@ from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.algorithms.macaw.algorithm import MACAW
 from ray_macaw.algorithms.pearl.algorithm import PEARL
 from ray_macaw.cli.main import main
+from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.outputs import FINETUNE_FILE
+from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
 from ray_macaw.report.runs import Run, load_runs
 from ray_macaw.report.summary import format_table, summary_rows
 from ray_macaw.training.run_file import RunConfigError
@@ -203,6 +205,43 @@ def test_report_shows_variants_and_fine_tuning_budgets(
         assert image.size == (700, 450)
 
 
+def test_report_per_task_table_and_behaviour_level(
+    finetune_experiment: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, summary = finetune_experiment
+    level = {"task_id": 3, "return": -4.5, "return_stderr": 0.25, "returns": [-4.25, -4.75]}
+    doc = {"behaviour_return_mean": -4.5, "behaviour_return_stderr": 0.25, "per_task": {"3": level}}
+    behaviour = tmp_path / "behaviour.json"
+    behaviour.write_text(json.dumps(doc))
+    assert main(["report", str(path), "--out", str(tmp_path), "--behaviour", str(behaviour)]) == 0
+    out = capsys.readouterr().out
+    assert "behaviour policies: -4.50 +- 0.25" in out
+    table = out.split("per task, final evaluation:\n")[1].splitlines()
+    assert table[0].split()[-1] == "behaviour"
+    # one row per variant on the smoke split's one held-out task, its level beside it
+    assert [line.split()[1:3] for line in table[1:4]] == [["3", "1"]] * 3
+    assert all(line.endswith("-4.50 +- 0.25") for line in table[1:4])
+    report = json.loads((tmp_path / "report.json").read_text())
+    final = json.loads(
+        (Path(summary["trials"][0]["trial_dir"]) / "result.json").read_text().splitlines()[-1]
+    )["evaluation"]["per_task"]["3"]
+    first = next(r for r in report["per_task"] if r["variant"] == report["rows"][0]["variant"])
+    assert first["post"][0] == pytest.approx(final["post_adaptation_return"])
+    assert report["behaviour"] == doc
+
+
+def test_behaviour_file_errors_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(MissingDataError, match="dataset behaviour"):
+        load_behaviour(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(DataError, match="not JSON"):
+        load_behaviour(broken)
+    broken.write_text(json.dumps({"behaviour_return_mean": 1.0}))
+    with pytest.raises(DataError, match="lacks behaviour_return_stderr, per_task"):
+        load_behaviour(broken)
+
+
 def test_baselines_smoke_experiment_trains_every_algorithm(
     smoke_root: str, tmp_path: Path, ray_local: None
 ) -> None:
@@ -246,3 +285,35 @@ def test_summary_is_mean_and_standard_error_over_seeds() -> None:
     assert rows["a"]["pre_mean"] == -6.0 and rows["a"]["seeds"] == 3
     assert rows["b"]["post_stderr"] == 0.0 and rows["b"]["meta_steps"] == 10
     assert "-3.00 +- 1.15" in format_table(list(rows.values()))
+
+
+def test_per_task_rows_are_each_tasks_final_figures_over_seeds() -> None:
+    runs = [
+        Run(
+            "a0",
+            "a",
+            0,
+            steps=[10],
+            pre=[0.0],
+            post=[0.0],
+            per_task={"1": (1.0, 10.0), "0": (-1.0, 4.0)},
+        ),
+        Run(
+            "a1",
+            "a",
+            1,
+            steps=[10],
+            pre=[0.0],
+            post=[0.0],
+            per_task={"0": (-3.0, 8.0), "1": (3.0, 20.0)},
+        ),
+    ]
+    rows = per_task_rows(runs)
+    assert [(r["variant"], r["task"], r["seeds"]) for r in rows] == [("a", 0, 2), ("a", 1, 2)]
+    # task 0: pre -1, -3 -> -2 +- 1; post 4, 8 -> 6 +- 2
+    assert rows[0]["pre"] == pytest.approx((-2.0, 1.0)) and rows[0]["post"] == pytest.approx(
+        (6.0, 2.0)
+    )
+    assert rows[1]["post"] == pytest.approx((15.0, 5.0))
+    lines = format_per_task(rows, None).splitlines()
+    assert lines[0].split()[-1] == "post-adaptation" and lines[2].endswith("15.00 +- 5.00")

@@ -29,7 +29,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """`ray-macaw report RUN_DIR [--out DIR] [--json]`; RUN_DIR may be a URI (s3://...)."""
+    """`ray-macaw report RUN_DIR [--out DIR] [--behaviour FILE] [--json]`; RUN_DIR may be a
+    URI (s3://...)."""
     from ray_macaw.report.remote import readable_run_dir
 
     with readable_run_dir(args.run_dir) as run_dir:
@@ -39,10 +40,12 @@ def cmd_report(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace, run_dir: Path) -> None:
     import sys
 
+    from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
     from ray_macaw.report.remote import publish
     from ray_macaw.report.runs import load_runs, unfinished_runs
-    from ray_macaw.report.summary import format_table, plot_curves, summary_rows
+    from ray_macaw.report.summary import format_table, plot_curves, plus_minus, summary_rows
 
+    behaviour = load_behaviour(args.behaviour) if args.behaviour else None
     runs = load_runs(run_dir)
     left = unfinished_runs(runs)
     if left:  # their last evaluation is in the table, but they are not done
@@ -52,17 +55,23 @@ def _report(args: argparse.Namespace, run_dir: Path) -> None:
             "FILE --resume`",
             file=sys.stderr,
         )
-    rows = summary_rows(runs)
+    rows, tasks = summary_rows(runs), per_task_rows(runs)
     out = Path(args.out or run_dir)
-    png = plot_curves(runs, out / "learning_curves.png", title=run_dir.name)
-    (out / "report.json").write_text(json.dumps(rows, indent=2, default=str))
+    level = behaviour["behaviour_return_mean"] if behaviour else None
+    png = plot_curves(runs, out / "learning_curves.png", title=run_dir.name, behaviour=level)
+    doc = {"rows": rows, "per_task": tasks, "behaviour": behaviour}
+    (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     written = [png, out / "report.json"]
     # Uploaded beside an experiment on object storage unless --out names a local directory.
     png_at, json_at = [str(p) for p in written] if args.out else publish(written, args.run_dir)
     if args.json:
-        print(json.dumps({"rows": rows, "plot": png_at}, indent=2, default=str))
+        print(json.dumps({**doc, "plot": png_at}, indent=2, default=str))
         return
     print(format_table(rows))
+    if behaviour:
+        print(f"behaviour policies: {plus_minus(level, behaviour['behaviour_return_stderr'])}")
+    if tasks:
+        print(f"\nper task, final evaluation:\n{format_per_task(tasks, behaviour)}")
     print(f"\nlearning curves: {png_at}\ntable as JSON: {json_at}")
 
 
@@ -86,5 +95,12 @@ def add_parsers(sub: Any) -> None:
     )
     report.add_argument("run_dir", help="<storage_path>/<name> of a tune run, or a train --out")
     report.add_argument("--out", default=None, help="where to write the PNG (default: RUN_DIR)")
+    report.add_argument(
+        "--behaviour",
+        default=None,
+        metavar="FILE",
+        help="the behaviour policies' level (`ray-macaw dataset behaviour ROOT --json > FILE`): "
+        "a line on the plot and a column of the per-task table",
+    )
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)

@@ -39,6 +39,8 @@ class Run:
     steps: list[int] = field(default_factory=list)  # meta-steps of the held-out evaluations
     pre: list[float] = field(default_factory=list)  # mean held-out return before adaptation
     post: list[float] = field(default_factory=list)  # ... and after
+    # task id -> (pre, post) mean return at the last evaluation that reported tasks
+    per_task: dict[str, tuple[float, float]] = field(default_factory=dict)
     finetune: dict[str, Any] | None = None
     error: bool = False
     progress: int = 0  # last meta-step reported
@@ -110,6 +112,12 @@ def _add_point(run: Run, figures: dict[str, Any] | None, step: Any) -> None:
     run.steps.append(int(step))
     run.pre.append(float(figures[PRE]))
     run.post.append(float(figures[POST]))
+    tasks = figures.get("per_task") or {}
+    if tasks:
+        run.per_task = {
+            str(t): (float(f["pre_adaptation_return"]), float(f["post_adaptation_return"]))
+            for t, f in tasks.items()
+        }
 
 
 def _varied_keys(path: Path, params: list[dict[str, Any]]) -> list[str]:

@@ -65,10 +65,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [header]
     for row in rows:
         line = f"{row['variant']:<{width}} {row['seeds']:>5} {row['meta_steps']:>10} "
-        line += f"{_pm(row['pre_mean'], row['pre_stderr']):>18} "
-        line += f"{_pm(row['post_mean'], row['post_stderr']):>18}"
+        line += f"{plus_minus(row['pre_mean'], row['pre_stderr']):>18} "
+        line += f"{plus_minus(row['post_mean'], row['post_stderr']):>18}"
         for b in budgets:
-            line += f" {_pm(*row['finetune'].get(b, (float('nan'), float('nan')))):>18}"
+            line += f" {plus_minus(*row['finetune'].get(b, (float('nan'), float('nan')))):>18}"
         if row["errored"]:
             line += f"  ({row['errored']} errored)"
         lines.append(line)
@@ -79,13 +79,17 @@ def _budget(steps: int) -> str:
     return f"FT {steps} steps" if steps else "FT offline only"
 
 
-def _pm(mean: float, stderr: float) -> str:
+def plus_minus(mean: float, stderr: float) -> str:
+    """ "MEAN +- S.E." with two decimals; "-" when there is no figure."""
     return "-" if np.isnan(mean) else f"{mean:.2f} +- {stderr:.2f}"
 
 
-def plot_curves(runs: list[Run], path: str | Path, title: str = "") -> Path:
+def plot_curves(
+    runs: list[Run], path: str | Path, title: str = "", behaviour: float | None = None
+) -> Path:
     """Post-adaptation held-out return vs meta-steps, one line per variant with its standard
-    error shaded (at each step, over the seeds evaluated there)."""
+    error shaded (at each step, over the seeds evaluated there); `behaviour`, the behaviour
+    policies' mean held-out return, as a dashed horizontal line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,6 +112,10 @@ def plot_curves(runs: list[Run], path: str | Path, title: str = "") -> Path:
             stats[:, 0] + stats[:, 1],
             color=line.get_color(),
             alpha=0.2,
+        )
+    if behaviour is not None:
+        ax.axhline(
+            behaviour, color="black", linestyle="--", linewidth=1, label="behaviour policies"
         )
     ax.set_xlabel("meta-training steps")
     ax.set_ylabel("held-out return after adaptation")
