@@ -8,6 +8,7 @@ how to run.
     preset: standard              # optional: 'ml45', Table 4's (PEARL: Table 2's) ML45 column
     task_batch_size: 5            # any setting of the config (algorithms/*/config.py)
     evaluation_interval: 250
+    num_cpus_for_main_process: 1  # RLlib's: the driver's CPUs (a Tune trial's first bundle)
     stop_meta_steps: 10000        # run options
     checkpoint_every: 1000
     out: runs/point-robot
@@ -53,7 +54,7 @@ class RunOptions:
 
 
 RUN_KEYS = {f.name for f in fields(RunOptions)}
-OTHER_KEYS = {"algorithm", "seed", "evaluation_interval", "preset"}
+OTHER_KEYS = {"algorithm", "seed", "evaluation_interval", "preset", "num_cpus_for_main_process"}
 # Every setting some algorithm has (what experiment files may name).
 ANY_SETTING = {k for config in ALGORITHMS.values() for k in config.settings()}
 
@@ -68,6 +69,8 @@ OTHER_TYPES = {
     "preset": ("str", False),
     "algorithm": ("str", False),
     "evaluation_interval": ("int", True),  # RLlib's: None or 0 turn evaluation off
+    # RLlib's `resources()`: the driver's CPUs, e.g. 0.5 so two trials share two cores.
+    "num_cpus_for_main_process": ("number", False),
 }
 _EXAMPLES = {
     "int": "an integer such as 5",
@@ -215,6 +218,12 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
             "set evaluation_interval: 250 (meta-steps between held-out evaluations; 0: none)",
             path,
         )
+    if doc.get("num_cpus_for_main_process", 1) <= 0:
+        raise RunConfigError(
+            f"num_cpus_for_main_process must be positive, got {doc['num_cpus_for_main_process']}",
+            "set num_cpus_for_main_process: 0.5 (or more; the driver needs a share of a CPU)",
+            path,
+        )
     if not isinstance(doc.get("out", ""), str):
         raise RunConfigError("out must be a directory path", "write e.g. out: runs/macaw", path)
     config = config_class()
@@ -228,6 +237,8 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
         config.debugging(seed=doc["seed"])
     if "evaluation_interval" in doc:
         config.evaluation(evaluation_interval=doc["evaluation_interval"])
+    if "num_cpus_for_main_process" in doc:
+        config.resources(num_cpus_for_main_process=doc["num_cpus_for_main_process"])
     options = RunOptions(**{k: v for k, v in doc.items() if k in RUN_KEYS})
     for name in ("stop_meta_steps", "checkpoint_every", "log_every"):
         value = getattr(options, name)
