@@ -220,6 +220,17 @@ def test_run_file_refuses_unknown_keys(tmp_path: Path) -> None:
         load_run_file(run_file)
 
 
+def test_run_file_sets_the_drivers_cpus(tmp_path: Path) -> None:
+    """RLlib's `num_cpus_for_main_process` sizes a Tune trial's first bundle."""
+    run_file = write_run_file(tmp_path / "run.yaml", "/nowhere", num_cpus_for_main_process=0.5)
+    config, _ = load_run_file(run_file)
+    assert config.num_cpus_for_main_process == 0.5
+    assert MACAW.default_resource_request(config).bundles[0] == {"CPU": 0.5}
+    zero = write_run_file(tmp_path / "zero.yaml", "/nowhere", num_cpus_for_main_process=0)
+    with pytest.raises(RunConfigError, match="num_cpus_for_main_process must be positive"):
+        load_run_file(zero)
+
+
 ABLATIONS = {
     "meta_bc": {"objective": "meta_bc", "advantage_head": False},  # paper baselines
     "multitask_finetune": {

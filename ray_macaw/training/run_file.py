@@ -212,20 +212,7 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
     for key, value in doc.items():
         if key in kinds:
             check_type(key, value, kinds[key], settings.get(key), path)
-    if (doc.get("evaluation_interval") or 0) < 0:
-        raise RunConfigError(
-            f"evaluation_interval cannot be negative, got {doc['evaluation_interval']}",
-            "set evaluation_interval: 250 (meta-steps between held-out evaluations; 0: none)",
-            path,
-        )
-    if doc.get("num_cpus_for_main_process", 1) <= 0:
-        raise RunConfigError(
-            f"num_cpus_for_main_process must be positive, got {doc['num_cpus_for_main_process']}",
-            "set num_cpus_for_main_process: 0.5 (or more; the driver needs a share of a CPU)",
-            path,
-        )
-    if not isinstance(doc.get("out", ""), str):
-        raise RunConfigError("out must be a directory path", "write e.g. out: runs/macaw", path)
+    _check_other_keys(doc, path)
     config = config_class()
     if "preset" in doc:  # a Table 4 (PEARL: Table 2) column first; explicit settings override it
         config.preset(doc["preset"])
@@ -245,6 +232,24 @@ def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tup
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RunConfigError(f"{name} must be a positive integer", f"set {name}: 1000", path)
     return config, options
+
+
+def _check_other_keys(doc: dict[str, Any], path: str | Path | None) -> None:
+    """The values of the keys that are no setting of the config (`OTHER_TYPES`, `out`)."""
+    if (doc.get("evaluation_interval") or 0) < 0:
+        raise RunConfigError(
+            f"evaluation_interval cannot be negative, got {doc['evaluation_interval']}",
+            "set evaluation_interval: 250 (meta-steps between held-out evaluations; 0: none)",
+            path,
+        )
+    if doc.get("num_cpus_for_main_process", 1) <= 0:
+        raise RunConfigError(
+            f"num_cpus_for_main_process must be positive, got {doc['num_cpus_for_main_process']}",
+            "set num_cpus_for_main_process: 0.5 (or more; the driver needs a share of a CPU)",
+            path,
+        )
+    if not isinstance(doc.get("out", ""), str):
+        raise RunConfigError("out must be a directory path", "write e.g. out: runs/macaw", path)
 
 
 def shared_settings_for(
