@@ -141,7 +141,7 @@ def gradient_norms(model: MACAWModel) -> Mapping[str, float]:
     }
     norms = {}
     for name, group in groups.items():
-        grads = [p.grad for p in group if p.grad is not None]
+        grads = [p.grad.detach() for p in group if p.grad is not None]  # logged, not learned
         norms[name] = (
             float(
                 torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
