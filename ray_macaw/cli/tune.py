@@ -69,7 +69,8 @@ def _report(args: argparse.Namespace, run_dir: Path) -> None:
         return
     print(format_table(rows))
     if behaviour:
-        print(f"behaviour policies: {plus_minus(level, behaviour['behaviour_return_stderr'])}")
+        level_stderr = behaviour["behaviour_return_stderr"]
+        print(f"behaviour policies: {plus_minus(behaviour['behaviour_return_mean'], level_stderr)}")
     if tasks:
         print(f"\nper task, final evaluation:\n{format_per_task(tasks, behaviour)}")
     print(f"\nlearning curves: {png_at}\ntable as JSON: {json_at}")
