@@ -222,11 +222,10 @@ def test_report_per_task_table_and_behaviour_level(
     assert [line.split()[1:3] for line in table[1:4]] == [["3", "1"]] * 3
     assert all(line.endswith("-4.50 +- 0.25") for line in table[1:4])
     report = json.loads((tmp_path / "report.json").read_text())
-    final = json.loads(
-        (Path(summary["trials"][0]["trial_dir"]) / "result.json").read_text().splitlines()[-1]
-    )["evaluation"]["per_task"]["3"]
-    first = next(r for r in report["per_task"] if r["variant"] == report["rows"][0]["variant"])
-    assert first["post"][0] == pytest.approx(final["post_adaptation_return"])
+    trial = Path(summary["trials"][0]["trial_dir"])
+    final = json.loads((trial / "result.json").read_text().splitlines()[-1])["evaluation"]
+    row = next(r for r in report["per_task"] if r["variant"] == trial.name.split("_seed")[0])
+    assert row["post"][0] == pytest.approx(final["per_task"]["3"]["post_adaptation_return"])
     assert report["behaviour"] == doc
 
 

@@ -80,7 +80,7 @@ def _budget(steps: int) -> str:
 
 
 def plus_minus(mean: float, stderr: float) -> str:
-    """ "MEAN +- S.E." with two decimals; "-" when there is no figure."""
+    """Mean and standard error as MEAN +- S.E., two decimals; a dash when there is no figure."""
     return "-" if np.isnan(mean) else f"{mean:.2f} +- {stderr:.2f}"
 
 

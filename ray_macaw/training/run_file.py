@@ -54,7 +54,6 @@ class RunOptions:
 
 
 RUN_KEYS = {f.name for f in fields(RunOptions)}
-OTHER_KEYS = {"algorithm", "seed", "evaluation_interval", "preset", "num_cpus_for_main_process"}
 # Every setting some algorithm has (what experiment files may name).
 ANY_SETTING = {k for config in ALGORITHMS.values() for k in config.settings()}
 
@@ -187,7 +186,7 @@ def algorithm_config(
 
 def run_file_keys(doc: dict[str, Any]) -> set[str]:
     """Every key a run file for the settings' algorithm may have."""
-    return set(algorithm_config(doc).settings()) | RUN_KEYS | OTHER_KEYS
+    return set(algorithm_config(doc).settings()) | RUN_KEYS | set(OTHER_TYPES)
 
 
 def config_from_dict(doc: dict[str, Any], path: str | Path | None = None) -> tuple[Any, RunOptions]:
