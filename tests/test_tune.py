@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -227,6 +228,20 @@ def test_report_per_task_table_and_behaviour_level(
     row = next(r for r in report["per_task"] if r["variant"] == trial.name.split("_seed")[0])
     assert row["post"][0] == pytest.approx(final["per_task"]["3"]["post_adaptation_return"])
     assert report["behaviour"] == doc
+
+
+def test_report_joins_experiments_and_keeps_shared_variant_names_apart(
+    finetune_experiment: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = finetune_experiment
+    other = tmp_path / "again"  # the same trials under another experiment name
+    shutil.copytree(path, other, ignore=shutil.ignore_patterns("checkpoint_*"))
+    assert main(["report", str(path), "--with", str(other), "--out", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    labels = [row["variant"] for row in rows]
+    assert len(labels) == 6 and len(set(labels)) == 6  # 3 variants x 2 experiments, 1 seed each
+    assert {label.split(": ")[0] for label in labels} == {path.name, "again"}
+    assert all(row["seeds"] == 1 for row in rows)
 
 
 def test_behaviour_file_errors_name_the_fix(tmp_path: Path) -> None:

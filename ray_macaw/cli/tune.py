@@ -29,24 +29,29 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """`ray-macaw report RUN_DIR [--out DIR] [--behaviour FILE] [--json]`; RUN_DIR may be a
-    URI (s3://...)."""
+    """`ray-macaw report RUN_DIR [--with RUN_DIR ...] [--out DIR] [--behaviour FILE] [--json]`;
+    each RUN_DIR may be a URI (s3://...)."""
+    import contextlib
+
     from ray_macaw.report.remote import readable_run_dir
 
-    with readable_run_dir(args.run_dir) as run_dir:
-        _report(args, run_dir)
+    with contextlib.ExitStack() as stack:
+        run_dir, *others = [
+            stack.enter_context(readable_run_dir(d)) for d in [args.run_dir, *(args.with_ or [])]
+        ]
+        _report(args, run_dir, others)
 
 
-def _report(args: argparse.Namespace, run_dir: Path) -> None:
+def _report(args: argparse.Namespace, run_dir: Path, others: list[Path]) -> None:
     import sys
 
     from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
     from ray_macaw.report.remote import publish
-    from ray_macaw.report.runs import load_runs, unfinished_runs
+    from ray_macaw.report.runs import load_experiments, unfinished_runs
     from ray_macaw.report.summary import format_table, plot_curves, plus_minus, summary_rows
 
     behaviour = load_behaviour(args.behaviour) if args.behaviour else None
-    runs = load_runs(run_dir)
+    runs = load_experiments([run_dir, *others])
     left = unfinished_runs(runs)
     if left:  # their last evaluation is in the table, but they are not done
         print(
@@ -58,7 +63,8 @@ def _report(args: argparse.Namespace, run_dir: Path) -> None:
     rows, tasks = summary_rows(runs), per_task_rows(runs)
     out = Path(args.out or run_dir)
     level = behaviour["behaviour_return_mean"] if behaviour else None
-    png = plot_curves(runs, out / "learning_curves.png", title=run_dir.name, behaviour=level)
+    title = " + ".join(d.name for d in [run_dir, *others])
+    png = plot_curves(runs, out / "learning_curves.png", title=title, behaviour=level)
     doc = {"rows": rows, "per_task": tasks, "behaviour": behaviour}
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     written = [png, out / "report.json"]
@@ -95,6 +101,14 @@ def add_parsers(sub: Any) -> None:
         "report", help="table and learning curves of a Tune experiment or a train run"
     )
     report.add_argument("run_dir", help="<storage_path>/<name> of a tune run, or a train --out")
+    report.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        metavar="RUN_DIR",
+        help="another experiment whose variants join the table and plot (e.g. a baseline run "
+        "on the same data); repeatable",
+    )
     report.add_argument("--out", default=None, help="where to write the PNG (default: RUN_DIR)")
     report.add_argument(
         "--behaviour",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,18 @@ def load_runs(path: str | Path) -> list[Run]:
             run.finetune = json.loads((trial / FINETUNE_FILE).read_text())
         runs.append(run)
     return runs
+
+
+def load_experiments(paths: list[Path]) -> list[Run]:
+    """The runs of several experiments in one list (a report comparing them); a variant name
+    two experiments share is prefixed with each one's directory name, so their seeds stay apart."""
+    loaded = [(path, load_runs(path)) for path in paths]
+    experiments_of = Counter(label for _, runs in loaded for label in {r.label for r in runs})
+    for path, runs in loaded:
+        for run in runs:
+            if experiments_of[run.label] > 1:
+                run.label = f"{path.name}: {run.label}"
+    return [run for _, runs in loaded for run in runs]
 
 
 def unfinished_runs(runs: list[Run]) -> list[str]:
