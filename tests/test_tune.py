@@ -302,25 +302,10 @@ def test_summary_is_mean_and_standard_error_over_seeds() -> None:
 
 
 def test_per_task_rows_are_each_tasks_final_figures_over_seeds() -> None:
+    tasks = [{"1": (1.0, 10.0), "0": (-1.0, 4.0)}, {"0": (-3.0, 8.0), "1": (3.0, 20.0)}]
     runs = [
-        Run(
-            "a0",
-            "a",
-            0,
-            steps=[10],
-            pre=[0.0],
-            post=[0.0],
-            per_task={"1": (1.0, 10.0), "0": (-1.0, 4.0)},
-        ),
-        Run(
-            "a1",
-            "a",
-            1,
-            steps=[10],
-            pre=[0.0],
-            post=[0.0],
-            per_task={"0": (-3.0, 8.0), "1": (3.0, 20.0)},
-        ),
+        Run(f"a{seed}", "a", seed, steps=[10], pre=[0.0], post=[0.0], per_task=figures)
+        for seed, figures in enumerate(tasks)
     ]
     rows = per_task_rows(runs)
     assert [(r["variant"], r["task"], r["seeds"]) for r in rows] == [("a", 0, 2), ("a", 1, 2)]

@@ -36,13 +36,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from ray_macaw.report.remote import readable_run_dir
 
     with contextlib.ExitStack() as stack:
-        run_dir, *others = [
-            stack.enter_context(readable_run_dir(d)) for d in [args.run_dir, *(args.with_ or [])]
-        ]
-        _report(args, run_dir, others)
+        dirs = [args.run_dir, *(args.with_ or [])]
+        _report(args, [stack.enter_context(readable_run_dir(d)) for d in dirs])
 
 
-def _report(args: argparse.Namespace, run_dir: Path, others: list[Path]) -> None:
+def _report(args: argparse.Namespace, run_dirs: list[Path]) -> None:
+    """The report of the experiments in `run_dirs` (local copies), written beside the first."""
     import sys
 
     from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
@@ -51,7 +50,7 @@ def _report(args: argparse.Namespace, run_dir: Path, others: list[Path]) -> None
     from ray_macaw.report.summary import format_table, plot_curves, plus_minus, summary_rows
 
     behaviour = load_behaviour(args.behaviour) if args.behaviour else None
-    runs = load_experiments([run_dir, *others])
+    runs = load_experiments(run_dirs)
     left = unfinished_runs(runs)
     if left:  # their last evaluation is in the table, but they are not done
         print(
@@ -61,9 +60,9 @@ def _report(args: argparse.Namespace, run_dir: Path, others: list[Path]) -> None
             file=sys.stderr,
         )
     rows, tasks = summary_rows(runs), per_task_rows(runs)
-    out = Path(args.out or run_dir)
+    out = Path(args.out or run_dirs[0])
     level = behaviour["behaviour_return_mean"] if behaviour else None
-    title = " + ".join(d.name for d in [run_dir, *others])
+    title = " + ".join(d.name for d in run_dirs)
     png = plot_curves(runs, out / "learning_curves.png", title=title, behaviour=level)
     doc = {"rows": rows, "per_task": tasks, "behaviour": behaviour}
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
