@@ -12,6 +12,11 @@ OWNER_FILE = ".owner.lock"  # the process that owns the directory (runtime/owner
 # A `ray-macaw tune` experiment directory (tune/run.py).
 SPEC_FILE = "ray_macaw_tune.yaml"  # the experiment's spec, saved for reports
 FINETUNE_FILE = "finetune.json"  # per trial: the online fine-tuning summary (spec.finetune)
+# A trial's config key of the seed grid (its `seed` is read from it). Tune steps grid keys in
+# sorted order, the first fastest; "~" sorts after every setting name, so seeds vary slowest:
+# an interrupted experiment has every variant and searched value at its first seed before any
+# trial runs a second one.
+SEED_GRID = "~seed"
 
 # Keys of a training result (algorithms/common/metrics.py), beside RLlib's standard ones.
 META_STEPS = "num_meta_steps_lifetime"

@@ -13,19 +13,21 @@ import numpy as np
 import pytest
 from helpers import write_root
 from PIL import Image
+from ray.tune.search.variant_generator import generate_variants
 
 from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.algorithms.macaw.algorithm import MACAW
 from ray_macaw.algorithms.pearl.algorithm import PEARL
 from ray_macaw.cli.main import main
 from ray_macaw.errors import DataError, MissingDataError
-from ray_macaw.outputs import FINETUNE_FILE
+from ray_macaw.outputs import FINETUNE_FILE, SEED_GRID
 from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
 from ray_macaw.report.runs import Run, load_runs
 from ray_macaw.report.summary import format_table, summary_rows
 from ray_macaw.training.run_file import RunConfigError
-from ray_macaw.tune.run import run_tune
+from ray_macaw.tune.run import param_space, run_tune
 from ray_macaw.tune.spec import load_tune_spec
+from ray_macaw.tune.trainable import VARIANT, trial_settings
 
 CONFIGS = Path(__file__).parent.parent / "tune_configs"
 SMOKE_TASKS = (0, 1, 2, 3, 4)  # tune_configs/smoke: train 0, 1, 2, 4; held out 3
@@ -137,6 +139,25 @@ def test_yaml_numbers_without_a_dot_and_extends(tmp_path: Path) -> None:
     assert spec.name == "child"  # its own name, not the parent's
     assert spec.base_config().outer_value_lr == 1e-5 and spec.seeds == (0, 1)
     assert spec.search["outer_policy_lr"] == {"loguniform": [1e-5, 1e-3]}
+
+
+def test_seeds_vary_slowest_so_a_partial_run_covers_every_variant(tmp_path: Path) -> None:
+    spec = load_tune_spec(
+        write_spec(
+            tmp_path / "order.yaml",
+            "config: {family: point-robot}\nvariants: {b: {}, a: {outer_value_lr: 1.0e-4}}\n"
+            "search: {outer_policy_lr: [1.0e-4, 1.0e-3]}\nseeds: [0, 1]\n",
+        )
+    )
+    configs = [config for _, config in generate_variants(param_space(spec))]
+    order = [(c["seed"], c[VARIANT], c["outer_policy_lr"]) for c in configs]
+    assert [seed for seed, _, _ in order] == [0] * 4 + [1] * 4
+    grid = {(v, lr) for v in ("a", "b") for lr in (1e-4, 1e-3)}
+    assert {o[1:] for o in order[:4]} == {o[1:] for o in order[4:]} == grid
+    config = next(c for c in configs if c[VARIANT] == "a" and c["seed"] == 0)
+    settings = trial_settings(config)
+    assert settings["seed"] == 0 and settings["outer_value_lr"] == 1e-4
+    assert SEED_GRID not in settings
 
 
 def test_a_trial_with_impossible_settings_is_refused_before_tune_starts(smoke_root: str) -> None:

@@ -23,11 +23,13 @@ from ray_macaw.outputs import (
     METRICS_FILE,
     POST_ADAPTATION,
     PRE_ADAPTATION,
+    SEED_GRID,
     SPEC_FILE,
 )
 
 PRE, POST = PRE_ADAPTATION, POST_ADAPTATION
-SKIPPED = {"seed"}  # never part of a variant label: runs that differ only here are replicates
+# Never part of a variant label: runs that differ only here are replicates.
+SKIPPED = {"seed", SEED_GRID}
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.data.storage import root_path
 from ray_macaw.errors import RayMacawError
-from ray_macaw.outputs import FINETUNE_FILE, SPEC_FILE
+from ray_macaw.outputs import FINETUNE_FILE, SEED_GRID, SPEC_FILE
 from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.training.run_file import RunConfigError
 from ray_macaw.tune.spec import TuneSpec
@@ -34,8 +34,13 @@ class VariantSettings:
     def __init__(self, variants: dict[str, dict[str, Any]]) -> None:
         self.variants = variants
 
-    def __call__(self, spec: Any) -> dict[str, Any]:
-        return dict(self.variants[spec.config[VARIANT]])
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.variants[config[VARIANT]])
+
+
+def _seed_of_trial(config: dict[str, Any]) -> int:
+    """The trial's seed, from the seed grid (a picklable `tune.sample_from` function)."""
+    return config[SEED_GRID]
 
 
 def _domain(value: Any) -> Any:
@@ -54,7 +59,8 @@ def param_space(spec: TuneSpec) -> dict[str, Any]:
     """Each trial's flat run-file settings, with Tune search-space objects for what varies
     across trials (see `tune/trainable.py`)."""
     space: dict[str, Any] = {SHARED: dict(spec.config)}
-    space["seed"] = tune.grid_search(list(spec.seeds))
+    space[SEED_GRID] = tune.grid_search(list(spec.seeds))  # seeds vary slowest (outputs.SEED_GRID)
+    space["seed"] = tune.sample_from(_seed_of_trial)
     if spec.variants:
         space[VARIANT] = tune.grid_search(list(spec.variants))
         space[VARIANT_SETTINGS] = tune.sample_from(VariantSettings(spec.variants))

@@ -15,6 +15,7 @@ from ray import tune
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
+from ray_macaw.outputs import SEED_GRID
 from ray_macaw.training.run_file import config_from_dict, run_file_keys, shared_settings_for
 
 SHARED = "shared"  # the experiment file's `config` section
@@ -24,7 +25,9 @@ VARIANT_SETTINGS = "variant_settings"  # that variant's settings
 
 def trial_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The flat run-file settings of a trial from its Tune config."""
-    own = {k: v for k, v in config.items() if k not in (SHARED, VARIANT, VARIANT_SETTINGS)}
+    own = {
+        k: v for k, v in config.items() if k not in (SHARED, VARIANT, VARIANT_SETTINGS, SEED_GRID)
+    }
     own = {**(config.get(VARIANT_SETTINGS) or {}), **own}
     return shared_settings_for(config.get(SHARED) or {}, own)
 
