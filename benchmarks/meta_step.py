@@ -142,7 +142,10 @@ def run_variant(name: str, steps: int, warmup: int) -> dict:
     """Time one variant in this process (one torch thread)."""
     import torch
 
+    from ray_macaw.runtime.memory import retain_freed_memory
+
     torch.set_num_threads(1)
+    retain_freed_memory()  # as every training process does (MACAW.setup, replicas)
     spec = VARIANTS[name]
     if spec["width"] > 100:  # width 725 is ~20x the work: fewer steps keep the run short
         steps, warmup = max(3, steps // 4), 1

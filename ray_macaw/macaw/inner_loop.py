@@ -201,12 +201,16 @@ def batch_advantages(
     """A = R + g V(s^T) - V(s) under the `value` parameters, detached (spec §4.4 step 1).
 
     `values`, when given, are V(s) already computed (the outer value loss's), reused rather than
-    recomputed. The forwards run without autograd recording: A is a constant.
+    recomputed. The forwards run without autograd recording: A is a constant. Without `values`,
+    s and s^T go through the network as one batch (one product per layer, not two).
     """
     with torch.no_grad():
         if values is None:
-            values = _values(model, value, batch[OBS])
-        terminal = _values(model, value, batch[TERMINAL_OBS])
+            rows = batch[OBS].shape[0]
+            both = _values(model, value, torch.cat([batch[OBS], batch[TERMINAL_OBS]]))
+            values, terminal = both[:rows], both[rows:]
+        else:
+            terminal = _values(model, value, batch[TERMINAL_OBS])
         return losses.advantages(
             batch[MC_RETURN], batch[TERMINAL_DISCOUNT], terminal, values.detach()
         )

@@ -75,14 +75,21 @@ class LowRankWTLayer:
     bias: torch.Tensor  # m
     raw_lrs: TensorDict  # subset of {z, transform.weight, transform.bias}
     corrections: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+    # M z with the base matrix, when it follows from products already formed (`mixed`);
+    # computed otherwise. Give None whenever z changes.
+    base_product: torch.Tensor | None = None
     theta: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "theta", self._matvec(self.z) + self.bias)
+        base = self.base_product
+        if base is None:  # the product with M batches tasks itself: `transform_products`
+            base = transform_matvec(self.matrix, self.z)
+            object.__setattr__(self, "base_product", base)
+        object.__setattr__(self, "theta", self._corrected(base, self.z) + self.bias)
 
-    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """M_k v (the product with M batches tasks itself: `transform_products`)."""
-        out = transform_matvec(self.matrix, v)
+    def _corrected(self, base_product: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """M_k v from M v: minus each rank-1 correction's u (w . v)."""
+        out = base_product
         for u, w in self.corrections:
             out = out - u * (w @ v)
         return out
@@ -121,11 +128,14 @@ class LowRankWTLayer:
             corrections = (*corrections, (softplus(self.raw_lrs[M]) * g, z_factor))
         if MB in self.raw_lrs:
             bias = bias - softplus(self.raw_lrs[MB]) * g
-        return replace(self, z=z, bias=bias, corrections=corrections)
+        return replace(self, z=z, bias=bias, corrections=corrections, base_product=None)
 
     def mixed(self, other: LowRankWTLayer, keep: float) -> LowRankWTLayer:
         """keep * other + (1 - keep) * self, detached. Both share the base M, so
-        M_bar = M - sum keep u v^T (other's terms) - sum (1 - keep) u v^T (own terms)."""
+        M_bar = M - sum keep u v^T (other's terms) - sum (1 - keep) u v^T (own terms), and
+        M z_bar = keep M z_other + (1 - keep) M z_self needs no new product with M (issue 21)."""
+        mine, theirs = self.base_product, other.base_product
+        assert mine is not None and theirs is not None  # set by __post_init__
         corrections = tuple(
             [(keep * u.detach(), v.detach()) for u, v in other.corrections]
             + [((1 - keep) * u.detach(), v.detach()) for u, v in self.corrections]
@@ -136,6 +146,7 @@ class LowRankWTLayer:
             z=(keep * other.z + (1 - keep) * self.z).detach(),
             bias=(keep * other.bias + (1 - keep) * self.bias).detach(),
             corrections=corrections,
+            base_product=(keep * theirs + (1 - keep) * mine).detach(),
         )
 
     def materialize(self) -> TensorDict:

@@ -39,6 +39,7 @@ from ray_macaw.data.storage import root_path
 from ray_macaw.errors import NonFiniteLossError
 from ray_macaw.evaluation import held_out
 from ray_macaw.evaluation.held_out import Adaptation, HeldOutTask
+from ray_macaw.runtime.memory import retain_freed_memory
 from ray_macaw.runtime.shared_storage import check_shared
 
 
@@ -82,6 +83,7 @@ class OfflineMetaAlgorithm(Algorithm):
         # Algorithm.setup() always builds a LearnerGroup and EnvRunners; neither is needed here,
         # so only what the rest of Algorithm reads is set (rllib_internals.py).
         cfg = self.config
+        retain_freed_memory()  # no page faults on each step's freed tensors (runtime/memory.py)
         self.callbacks = [c() for c in force_list(cfg.callbacks_class)]
         evaluation_config = cfg.get_evaluation_config_object()
         assert evaluation_config is not None

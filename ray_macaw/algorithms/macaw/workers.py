@@ -31,6 +31,7 @@ from ray_macaw.macaw.meta_gradient import (
     warn_learned_lrs_without_gradient,
 )
 from ray_macaw.macaw.model import build_optimizers
+from ray_macaw.runtime.memory import retain_freed_memory
 
 
 class GradientComputer:
@@ -139,6 +140,7 @@ class InnerLoopWorker:
 
     def __init__(self, held: Mapping[int, ray.ObjectRef], settings: ReplicaSettings) -> None:
         torch.set_num_threads(max(1, settings.num_threads))
+        retain_freed_memory()  # as the driver (runtime/memory.py)
         self.settings = settings
         model = MACAWModel(settings.model_config).to(resolve_device(settings.device))
         self.optimizers = build_optimizers(model, *settings.learning_rates)
