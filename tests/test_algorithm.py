@@ -400,3 +400,38 @@ def test_a_separate_inner_root_serves_the_inner_and_test_buffers(
     write_root(partial, task_ids=(0, 1, 2), episodes=8)
     with pytest.raises(MACAWConfigError, match=r"no data for tasks \[3, 4, 5\].*--out .*partial"):
         small_config(data_root).offline_data(inner_root=str(partial)).validate()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("saved_on", "loaded_on"), [("cpu", "cuda"), ("cuda", "cpu")])
+def test_checkpoints_load_on_the_other_device(
+    data_root: str, tmp_path: Path, saved_on: str, loaded_on: str
+) -> None:
+    """A checkpoint saved on one device restores onto the other (issue 21) and continues: the
+    next step's weights agree with the saving algorithm's own next step."""
+
+    def build(device: str) -> MACAW:
+        return (
+            small_config(data_root)
+            .evaluation(evaluation_interval=0)
+            .training(device=device)
+            .build_algo()
+        )
+
+    saving = build(saved_on)
+    try:
+        saving.train()
+        saving.save_to_path(str(tmp_path / "ckpt"))
+        saving.train()
+        expected = {n: p.detach().cpu() for n, p in saving.model.named_parameters()}
+    finally:
+        saving.stop()
+    loading = build(loaded_on)
+    try:
+        loading.restore_from_path(str(tmp_path / "ckpt"))
+        assert all(p.device.type == loaded_on for p in loading.model.parameters())
+        loading.train()
+        for name, param in loading.model.named_parameters():
+            torch.testing.assert_close(param.detach().cpu(), expected[name], rtol=1e-4, atol=1e-5)
+    finally:
+        loading.stop()
