@@ -14,6 +14,7 @@ import torch
 from helpers import write_root
 
 from ray_macaw import MACAW, MACAWConfig
+from ray_macaw.algorithms.common.factor_gather import transform_matrices
 from ray_macaw.algorithms.common.replicas import split_balanced
 from ray_macaw.data.batches import BATCH_COLUMNS, BufferLayout, sample_requests
 from ray_macaw.data.datasets import TaskDatasets
@@ -98,9 +99,10 @@ class Run:
     weights: dict[str, torch.Tensor]  # the driver's, rank 0's when read
     replicas: list[dict[str, torch.Tensor]]
     held_bytes: int
-    all_reduce_bytes: list[int]
-    parameters: int
-    tensors: int
+    collective_bytes: list[dict[str, int]]  # each replica's, in the 4th step
+    parameters: int  # floats, not counting the transform matrices (their gradients are factored)
+    tensors: int  # likewise
+    matrix_shapes: list[tuple[int, int]]
     shares: list[int]  # tasks per replica in the 4th step
 
 
@@ -117,13 +119,16 @@ def run(root: str, workers: int) -> Run:
             algo.train()
             (logged,) = algo.pool.log  # the steps since, to replay after a loss
             shares = [len(share) for share in logged.shares]
+        matrices = {id(m) for m in transform_matrices(algo.model)}
+        others = [p for p in algo.model.parameters() if id(p) not in matrices]
         return Run(
             weights,
             replicas,
             algo.held_bytes,
-            ray.get([w.all_reduce_bytes.remote() for w in algo.inner_workers]),
-            sum(p.numel() for p in algo.model.parameters()),
-            len(list(algo.model.parameters())),
+            ray.get([w.collective_bytes.remote() for w in algo.inner_workers]),
+            sum(p.numel() for p in others),
+            len(others),
+            [tuple(m.shape) for m in transform_matrices(algo.model)],
             shares,
         )
     finally:
@@ -158,11 +163,20 @@ def test_no_replica_computes_more_than_its_share(runs: dict[int, Run]) -> None:
         assert max(runs[workers].shares) <= math.ceil(3 / workers)
 
 
-def test_a_step_moves_one_gradient_all_reduce_and_no_weights(runs: dict[int, Run]) -> None:
+def test_a_step_moves_less_than_one_gradient_and_no_weights(runs: dict[int, Run]) -> None:
     for workers in (1, 2, 3):
         r = runs[workers]
-        # the gradient, one has-a-gradient flag per tensor and the non-finite count
-        assert r.all_reduce_bytes == [4 * (r.parameters + r.tensors + 1)] * workers
+        # All-reduced: the gradients but the transform matrices', one has-a-gradient flag per
+        # tensor and the non-finite count.
+        assert [b["all_reduce"] for b in r.collective_bytes] == [
+            4 * (r.parameters + r.tensors + 1)
+        ] * workers
+        # The transform matrices: each one's factors, at most 1 + 2 x (the largest share) rows
+        # of (rows + columns of M), or the dense matrix where that is smaller.
+        rows = 1 + 2 * max(r.shares)
+        bound = 4 * sum(min(rows * (a + b), a * b) for a, b in r.matrix_shapes)
+        sent = [b["all_gather"] for b in r.collective_bytes]
+        assert len(set(sent)) == 1 and 0 < sent[0] <= bound
 
 
 def test_held_buffers_are_a_seventh_of_the_rows(root: str, runs: dict[int, Run]) -> None:

@@ -74,6 +74,16 @@ def test_deferred_matrix_grads_equal_autograds_and_form_one_product() -> None:
         assert matrix.grad is None  # still pending inside the block: no full-size dM yet
         pending = T._pending
         assert pending is not None
-        _, lefts, _ = pending[id(matrix)]
+        lefts = pending[id(matrix)].lefts
         assert sorted(tuple(f.shape) for f in lefts) == [(1, 30), (5, 30), (5, 30)]  # 3 uses
     assert torch.allclose(matrix.grad, expected, rtol=1e-12, atol=1e-12)
+
+    # Inside `matrix_grad_factors`, the inner block leaves the factors to the outer one's owner.
+    matrix.grad = None
+    with T.matrix_grad_factors() as factors:
+        with T.deferred_matrix_grads():
+            loss().backward()
+    assert matrix.grad is None and list(factors) == [id(matrix)]
+    left, right = factors[id(matrix)].stacked()
+    assert left.shape == (11, 30) and right.shape == (11, 4)
+    assert torch.allclose(left.T @ right, expected, rtol=1e-12, atol=1e-12)

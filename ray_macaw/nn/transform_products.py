@@ -16,46 +16,79 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-# matrix id -> (matrix, left factors, right factors) of its pending gradient dM = L^T R, while
-# `deferred_matrix_grads` is active (None otherwise).
-_pending: dict[int, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] | None = None
+
+@dataclass
+class MatrixGradFactors:
+    """A transform matrix's pending gradient dM = L^T R, as the factors its products recorded."""
+
+    matrix: torch.Tensor
+    lefts: list[torch.Tensor] = field(default_factory=list)
+    rights: list[torch.Tensor] = field(default_factory=list)
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, R): (K, rows of M) and (K, columns of M), dM = L^T R."""
+        return torch.cat(self.lefts), torch.cat(self.rights)
+
+
+# id(matrix) -> its factors, while `matrix_grad_factors` (or `deferred_matrix_grads`) is active.
+_pending: dict[int, MatrixGradFactors] | None = None
 
 
 @contextmanager
-def deferred_matrix_grads() -> Iterator[None]:
+def matrix_grad_factors() -> Iterator[dict[int, MatrixGradFactors]]:
     """During a plain backward (no `create_graph`) inside this block, the products' backwards do
-    not each form a full-size dM: they record its factors, and on leaving the block every
-    matrix gets dM = [L_1; L_2; ...]^T [R_1; R_2; ...], one product, added to its `.grad`.
-
-    Each transform matrix is used three times per step (theta = M z, M z', M^T g), so autograd
-    would build three (R, c) gradients and add them; this writes one (issue 21)."""
+    not form a leaf matrix's gradient: they record its factors in the yielded dict (by
+    `id(matrix)`), and the matrix's `.grad` is left to the caller. Inner-loop replicas all-gather
+    these factors instead of all-reducing each full-size dM (issue 16). A
+    `deferred_matrix_grads` block inside this one records here too."""
     global _pending
     previous, _pending = _pending, {}
     try:
-        yield
-        for matrix, lefts, rights in _pending.values():
-            grad = torch.cat(lefts).T @ torch.cat(rights)
-            if matrix.grad is None:
-                matrix.grad = grad
-            else:
-                matrix.grad.add_(grad)
+        yield _pending
     finally:
         _pending = previous
 
 
+@contextmanager
+def deferred_matrix_grads() -> Iterator[None]:
+    """Like `matrix_grad_factors`, then every matrix gets dM = [L_1; L_2; ...]^T [R_1; R_2; ...],
+    one product, added to its `.grad` on leaving the block.
+
+    Each transform matrix is used three times per step (theta = M z, M z', M^T g), so autograd
+    would build three (R, c) gradients and add them; this writes one (issue 21). Inside an
+    active `matrix_grad_factors` block it leaves the factors to that block's owner."""
+    if _pending is not None:
+        yield
+        return
+    with matrix_grad_factors() as factors:
+        yield
+    for entry in factors.values():
+        left, right = entry.stacked()
+        add_grad(entry.matrix, left.T @ right)
+
+
+def add_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
+    """`param.grad += grad`, or `param.grad = grad` when it has none."""
+    if param.grad is None:
+        param.grad = grad
+    else:
+        param.grad.add_(grad)
+
+
 def _matrix_grad(matrix: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> Any:
-    """dM = left^T right, or None once recorded for `deferred_matrix_grads` (a leaf matrix in a
+    """dM = left^T right, or None once recorded for `matrix_grad_factors` (a leaf matrix in a
     backward that builds no graph: nothing differentiates this gradient further)."""
     left, right = _flat(left), _flat(right)
     if _pending is None or torch.is_grad_enabled() or not matrix.is_leaf:
         return left.T @ right
-    _, lefts, rights = _pending.setdefault(id(matrix), (matrix, [], []))
-    lefts.append(left)
-    rights.append(right)
+    entry = _pending.setdefault(id(matrix), MatrixGradFactors(matrix))
+    entry.lefts.append(left)
+    entry.rights.append(right)
     return None
 
 

@@ -21,6 +21,7 @@ import torch
 
 from ray_macaw.algorithms.common import replicas
 from ray_macaw.algorithms.common.devices import resolve_device, to_device
+from ray_macaw.algorithms.common.factor_gather import FactorGather, transform_matrices
 from ray_macaw.data.batches import TaskRequest, gather
 from ray_macaw.data.held import BufferSources, HeldTask, load_tasks, split_held
 from ray_macaw.data.task_data import TaskData
@@ -31,6 +32,7 @@ from ray_macaw.macaw.meta_gradient import (
     warn_learned_lrs_without_gradient,
 )
 from ray_macaw.macaw.model import build_optimizers
+from ray_macaw.nn.transform_products import matrix_grad_factors
 from ray_macaw.runtime.memory import retain_freed_memory
 
 
@@ -155,7 +157,14 @@ class InnerLoopWorker:
             settings.one_hot_tasks,
             inner,
         )
-        self.reducer = replicas.GradientReducer(list(model.parameters()), num_flags=1)
+        # Transform matrices' gradients travel as low-rank factors (factor_gather.py); the
+        # plain products of low_rank_wt off have none, so everything is all-reduced then.
+        matrices = transform_matrices(model) if settings.inner_config.low_rank_wt else []
+        factored = {id(m) for m in matrices}
+        self.gatherer = FactorGather(matrices)
+        self.reducer = replicas.GradientReducer(
+            [p for p in model.parameters() if id(p) not in factored], num_flags=1
+        )
         self.rank = -1
         self.listener: socket.socket | None = None
 
@@ -177,10 +186,13 @@ class InnerLoopWorker:
         """Alg. 1 L6-L14 for this replica's share `requests` of the step's tasks."""
         model = self.computer.model
         model.zero_grad(set_to_none=True)
-        stats = self.computer.accumulate(requests, divisor) if requests else {}
+        with matrix_grad_factors() as factors:  # the transform matrices' dM stay factored
+            stats = self.computer.accumulate(requests, divisor) if requests else {}
         bad_losses = float(not np.isfinite(list(stats.values())).all())
-        # One all-reduce: the gradient, which parameters have one, and the non-finite count.
+        # One all-reduce (the other gradients, which parameters have one, the non-finite
+        # count) and one all-gather of the matrices' factors, which each replica sums alike.
         (bad_anywhere,) = self.reducer.all_reduce([bad_losses])
+        self.gatherer.gather(factors)
         norms = dict(gradient_norms(model))
         if first and self.rank == 0:
             warn_learned_lrs_without_gradient(model, self.settings.inner_config)
@@ -200,9 +212,9 @@ class InnerLoopWorker:
         """Load weights and optimiser state (`get_state`'s, or the driver's)."""
         replicas.load_training_state(self.computer.model, self.optimizers, state)
 
-    def all_reduce_bytes(self) -> int:
-        """Bytes this replica sends into each step's one all-reduce."""
-        return self.reducer.nbytes
+    def collective_bytes(self) -> dict[str, int]:
+        """Bytes this replica put into the last step's all-reduce and all-gather."""
+        return {"all_reduce": self.reducer.nbytes, "all_gather": self.gatherer.sent_bytes}
 
     def node_id(self) -> str:
         """The Ray node this replica runs on."""
