@@ -69,10 +69,10 @@ def deferred_matrix_grads() -> Iterator[None]:
         yield
     for entry in factors.values():
         left, right = entry.stacked()
-        add_grad(entry.matrix, left.T @ right)
+        _add_grad(entry.matrix, left.T @ right)
 
 
-def add_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
+def _add_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
     """`param.grad += grad`, or `param.grad = grad` when it has none."""
     if param.grad is None:
         param.grad = grad
