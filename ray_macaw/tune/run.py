@@ -88,8 +88,7 @@ def trial_name(trial: Any) -> str:
     """`<variant>_seed<k>_<trial id>`: readable names for Tune's table and trial directories."""
     config = trial.config
     name = config.get(VARIANT) or (config.get(SHARED) or {}).get("algorithm", "macaw")
-    # The seed grid's value: `seed` itself is still a sample_from placeholder at naming time.
-    return f"{name}_seed{config.get(SEED_GRID)}_{trial.trial_id}"
+    return f"{name}_seed{config.get('seed')}_{trial.trial_id}"
 
 
 def experiment_path(spec: TuneSpec) -> str:
