@@ -224,10 +224,8 @@ def acceptance(results: dict, peak: dict) -> dict:
     variant's products its only work, at the core's peak rate (`gemm_peak`)."""
     checks = {}
     for name, limit in MAX_SECONDS.items():
-        got, floor = (
-            results[name]["seconds_per_step"],
-            floor_seconds(results[name], VARIANTS[name]["width"], peak),
-        )
+        got = results[name]["seconds_per_step"]
+        floor = floor_seconds(results[name], VARIANTS[name]["width"], peak)
         checks[f"{name}_at_most_{limit}s"] = {
             "value": got,
             "met": got <= limit,

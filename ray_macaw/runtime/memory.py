@@ -5,9 +5,8 @@ is freed) with fresh `mmap` pages and trims the heap's top when much of it is fr
 meta-step that allocates and frees the same tensors each step (activations of 0.5 MB,
 transform-matrix gradients of 4 MB at Cheetah sizes) takes a page fault per 4 KiB of many of
 them every step: about 3,800 faults per standard meta-step, 10-15% of its time on one core
-(issue 21, benchmarks/RESULTS.md). Raising both
-thresholds makes freed blocks come back from the heap. Peak memory is unchanged; memory freed
-after the peak stays with the process.
+(issue 21, benchmarks/RESULTS.md). Raising both thresholds makes freed blocks come back from
+the heap. Peak memory is unchanged; memory freed after the peak stays with the process.
 """
 
 from __future__ import annotations

@@ -103,14 +103,14 @@ class FactorGather:
         )
         blocks, offset = {}, 0
         for j in chosen:
-            blocks[j] = (offset, offset + rows[j] * self.widths[j])
+            start, offset = offset, offset + rows[j] * self.widths[j]
+            blocks[j] = (start, offset)
             factors = own[j]
             if factors is not None:
-                block = send[blocks[j][0] : blocks[j][1]].view(rows[j], self.widths[j])
                 left, right = factors
+                block = send[start:offset].view(rows[j], self.widths[j])
                 block[: len(left), : left.shape[1]] = left
                 block[: len(left), left.shape[1] :] = right
-            offset = blocks[j][1]
         received = [torch.empty_like(send) for _ in counts]
         dist.all_gather(received, send)
         for j in chosen:
