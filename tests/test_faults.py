@@ -187,18 +187,25 @@ def test_the_same_seed_gives_identical_metrics(root: str, workers: int) -> None:
     assert first == second and len({json.dumps(m, sort_keys=True) for m in first}) == 4
 
 
-def test_a_tune_trial_that_raises_is_retried_from_its_checkpoint(root: str, tmp_path: Path) -> None:
+def test_a_tune_trial_that_raises_is_retried_from_its_checkpoint(
+    root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
     from ray_macaw.tune.run import build_tuner, param_space
     from ray_macaw.tune.spec import load_tune_spec
 
     marker = tmp_path / "failed-once"
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3600")
 
     class FailOnceAtStep3(RLlibCallback):  # pickled by value into the trial's process
         def on_train_result(self, *, algorithm, result, **kwargs):  # type: ignore[no-untyped-def]
             if algorithm.num_meta_steps == 3 and not marker.exists():
                 marker.touch()
+                # Tune copies the trial's log to storage only now and then (none more in this
+                # test: TUNE_GLOBAL_CHECKPOINT_S); make its last copy one from before any result.
+                (trial_dir,) = (tmp_path / "runs" / "smoke-grid").glob("macaw_seed0_*")
+                (trial_dir / "result.json").write_text("")
                 raise RuntimeError("injected trial failure")
 
     grid = Path(__file__).parents[1] / "tune_configs/smoke/grid.yaml"
@@ -211,5 +218,5 @@ def test_a_tune_trial_that_raises_is_retried_from_its_checkpoint(root: str, tmp_
     (result,) = results
     steps = [json.loads(x)["training_iteration"] for x in open(Path(result.path) / "result.json")]
     # Step 3 failed before it was reported; the retry restored the step-2 checkpoint (from
-    # scratch, the log would repeat steps 1 and 2).
+    # scratch, the log would repeat steps 1 and 2) and kept steps 1-2 (tune/result_log.py).
     assert steps == [1, 2, 3, 4, 5, 6]

@@ -286,6 +286,8 @@ def test_baselines_smoke_experiment_trains_every_algorithm(
     summary = run_tune(replace(spec, storage_path=str(tmp_path)), log=lambda *_: None)
     trials = {Path(t["trial_dir"]).name.split("_seed")[0]: t for t in summary["trials"]}
     assert set(trials) == {"macaw", "mt_ft", "meta_bc", "pearl"}
+    seeds = [Path(t["trial_dir"]).name.split("_seed")[1].split("_")[0] for t in summary["trials"]]
+    assert seeds == ["0"] * 4  # `<variant>_seed<k>_<id>` (the grid's seed, not a placeholder)
     for trial in trials.values():
         assert trial["error"] is None and trial["meta_steps"] == 4
         assert math.isfinite(trial["held_out"]["post_adaptation_return_mean"])

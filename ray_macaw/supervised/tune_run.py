@@ -20,6 +20,7 @@ from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.supervised.config import SupervisedConfig
 from ray_macaw.supervised.experiment import SupervisedExperiment
 from ray_macaw.supervised.train import META_STEP, train
+from ray_macaw.tune.result_log import KeepResultLogOnRetry
 from ray_macaw.tune.run import resumable
 
 SPEC_FILE = "ray_macaw_supervised.yaml"  # the experiment, saved next to the trials for reports
@@ -86,6 +87,7 @@ def build_tuner(spec: SupervisedExperiment) -> tune.Tuner:
             storage_path=spec.storage_path,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[KeepResultLogOnRetry()],
             verbose=1,
         ),
     )

@@ -20,6 +20,7 @@ from ray_macaw.errors import RayMacawError
 from ray_macaw.outputs import FINETUNE_FILE, SEED_GRID, SPEC_FILE
 from ray_macaw.runtime.ray_setup import ensure_ray
 from ray_macaw.training.run_file import RunConfigError
+from ray_macaw.tune.result_log import KeepResultLogOnRetry
 from ray_macaw.tune.spec import TuneSpec
 from ray_macaw.tune.trainable import SHARED, VARIANT, VARIANT_SETTINGS, MetaRLTrainable
 
@@ -88,7 +89,8 @@ def trial_name(trial: Any) -> str:
     """`<variant>_seed<k>_<trial id>`: readable names for Tune's table and trial directories."""
     config = trial.config
     name = config.get(VARIANT) or (config.get(SHARED) or {}).get("algorithm", "macaw")
-    return f"{name}_seed{config.get('seed')}_{trial.trial_id}"
+    # The seed grid's value: `seed` itself is still a sample_from placeholder at naming time.
+    return f"{name}_seed{config.get(SEED_GRID)}_{trial.trial_id}"
 
 
 def experiment_path(spec: TuneSpec) -> str:
@@ -119,6 +121,7 @@ def build_tuner(spec: TuneSpec, space: dict[str, Any] | None = None) -> tune.Tun
             stop={"training_iteration": spec.stop_meta_steps},
             checkpoint_config=checkpoints,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[KeepResultLogOnRetry()],
             verbose=1,
         ),
     )
