@@ -14,7 +14,7 @@ import torch
 from helpers import write_root
 
 from ray_macaw import MACAW, MACAWConfig
-from ray_macaw.algorithms.common.factor_gather import transform_matrices
+from ray_macaw.algorithms.common.factor_gather import FactorGather, transform_matrices
 from ray_macaw.algorithms.common.replicas import split_balanced
 from ray_macaw.data.batches import BATCH_COLUMNS, BufferLayout, sample_requests
 from ray_macaw.data.datasets import TaskDatasets
@@ -167,9 +167,10 @@ def test_a_step_moves_less_than_one_gradient_and_no_weights(runs: dict[int, Run]
     for workers in (1, 2, 3):
         r = runs[workers]
         # All-reduced: the gradients but the transform matrices', one has-a-gradient flag per
-        # tensor and the non-finite count.
+        # tensor, the non-finite count and every rank's factor rows per matrix.
+        flags = 1 + workers * len(r.matrix_shapes)
         assert [b["all_reduce"] for b in r.collective_bytes] == [
-            4 * (r.parameters + r.tensors + 1)
+            4 * (r.parameters + r.tensors + flags)
         ] * workers
         # The transform matrices: each one's factors, at most 1 + 2 x (the largest share) rows
         # of (rows + columns of M), or the dense matrix where that is smaller.
@@ -177,6 +178,13 @@ def test_a_step_moves_less_than_one_gradient_and_no_weights(runs: dict[int, Run]
         bound = 4 * sum(min(rows * (a + b), a * b) for a, b in r.matrix_shapes)
         sent = [b["all_gather"] for b in r.collective_bytes]
         assert len(set(sent)) == 1 and 0 < sent[0] <= bound
+
+
+def test_each_rank_puts_its_factor_rows_in_its_own_slots() -> None:
+    matrices = [torch.zeros(6, 2), torch.zeros(3, 2), torch.zeros(4, 2)]
+    own = [(torch.ones(3, 6), torch.ones(3, 2)), None, (torch.ones(1, 4), torch.ones(1, 2))]
+    # Rank 1 of 3: zeros but slots 3-5 (its row counts per matrix; none for the second).
+    assert FactorGather(matrices).row_slots(own, rank=1, world=3) == [0, 0, 0, 3, 0, 1, 0, 0, 0]
 
 
 def test_held_buffers_are_a_seventh_of_the_rows(root: str, runs: dict[int, Run]) -> None:

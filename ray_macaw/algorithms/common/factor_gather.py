@@ -21,6 +21,8 @@ from torch import nn
 from ray_macaw.nn.layers import WeightTransformLinear
 from ray_macaw.nn.transform_products import MatrixGradFactors
 
+Factors = tuple[torch.Tensor, torch.Tensor]  # one replica's L (K x R) and R (K x c) of a dM
+
 
 def transform_matrices(model: nn.Module) -> list[torch.Tensor]:
     """Every weight-transform layer's matrix M, in module order."""
@@ -37,7 +39,9 @@ class FactorGather:
 
     A matrix whose factors would outweigh it (K (R + c) >= R c: a small latent, or many tasks
     per replica) is summed densely instead, in one all-reduce of all such matrices. Which way
-    each goes follows from every rank's factor rows, which all replicas see alike.
+    each goes follows from every rank's factor rows, which all replicas see alike: each replica
+    puts its row counts in its own slots of the step's gradient all-reduce (`row_slots`), so no
+    collective of their own is needed.
 
     Args:
         matrices: The transform matrices, in the same order on every replica.
@@ -46,16 +50,35 @@ class FactorGather:
     def __init__(self, matrices: Sequence[torch.Tensor]) -> None:
         self.matrices = list(matrices)
         self.widths = [m.shape[0] + m.shape[1] for m in self.matrices]
+        # dM is formed into the same buffers every step: fresh ones pay their page faults again
+        # (as `replicas.GradientReducer`'s buffer).
+        self.grads = [torch.empty_like(m) for m in self.matrices]
         self.sent_bytes = 0  # what this replica contributed to the last step's collectives
 
-    def gather(self, factors: Mapping[int, MatrixGradFactors]) -> None:
-        """Set every matrix's `.grad` to dM summed over the replicas, from each replica's
-        `transform_products.matrix_grad_factors` record (None where no replica has one)."""
+    def own(self, factors: Mapping[int, MatrixGradFactors]) -> list[Factors | None]:
+        """This replica's stacked factors (L, R) per matrix, from its
+        `transform_products.matrix_grad_factors` record (None where it has none)."""
+        return [self._own(m, factors) for m in self.matrices]
+
+    def row_slots(self, own: Sequence[Factors | None], rank: int, world: int) -> list[float]:
+        """world x matrices numbers, zero but this rank's row counts: summed over the replicas
+        (in the gradient all-reduce) they are every rank's counts."""
+        slots = [0.0] * (world * len(self.matrices))
+        for j, factors in enumerate(own):
+            slots[rank * len(self.matrices) + j] = 0.0 if factors is None else len(factors[0])
+        return slots
+
+    def gather(self, own: Sequence[Factors | None], summed_slots: Sequence[float]) -> None:
+        """Set every matrix's `.grad` to dM summed over the replicas, from this replica's `own`
+        factors and every replica's `row_slots` summed."""
         if not self.matrices:
             return
-        own = [self._own(m, factors) for m in self.matrices]
-        counts = self._counts([0 if f is None else len(f[0]) for f in own])
-        rows = [max(per_rank[j] for per_rank in counts) for j in range(len(self.matrices))]
+        width = len(self.matrices)
+        counts = [
+            [int(n) for n in summed_slots[r : r + width]]
+            for r in range(0, len(summed_slots), width)
+        ]
+        rows = [max(per_rank[j] for per_rank in counts) for j in range(width)]
         factored = [
             r * w < m.numel() for r, w, m in zip(rows, self.widths, self.matrices, strict=True)
         ]
@@ -66,9 +89,7 @@ class FactorGather:
                 matrix.grad = None
 
     @staticmethod
-    def _own(
-        matrix: torch.Tensor, factors: Mapping[int, MatrixGradFactors]
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _own(matrix: torch.Tensor, factors: Mapping[int, MatrixGradFactors]) -> Factors | None:
         if matrix.grad is not None:
             raise RuntimeError(
                 "a weight-transform matrix has a dense gradient besides its factors: its layer "
@@ -78,16 +99,9 @@ class FactorGather:
         entry = factors.get(id(matrix))
         return None if entry is None else entry.stacked()
 
-    def _counts(self, mine: list[int]) -> list[list[int]]:
-        """Every rank's factor rows per matrix (one small all-gather)."""
-        local = torch.tensor(mine, dtype=torch.int64, device=self.matrices[0].device)
-        everyone = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-        dist.all_gather(everyone, local)
-        return [t.tolist() for t in everyone]
-
     def _sum_factored(
         self,
-        own: list[tuple[torch.Tensor, torch.Tensor] | None],
+        own: Sequence[Factors | None],
         counts: list[list[int]],
         rows: list[int],
         factored: list[bool],
@@ -115,19 +129,19 @@ class FactorGather:
         dist.all_gather(received, send)
         for j in chosen:
             start, stop = blocks[j]
-            stacked = torch.cat(
-                [
-                    buffer[start:stop].view(rows[j], self.widths[j])[: per_rank[j]]
-                    for buffer, per_rank in zip(received, counts, strict=True)
-                ]
-            )
             split = self.matrices[j].shape[0]
-            self.matrices[j].grad = stacked[:, :split].T @ stacked[:, split:]
+            real = [
+                buffer[start:stop].view(rows[j], self.widths[j])[: per_rank[j]]
+                for buffer, per_rank in zip(received, counts, strict=True)
+            ]
+            # Contiguous L and R: a product of strided slices runs at about half the speed.
+            left = torch.cat([block[:, :split] for block in real])
+            right = torch.cat([block[:, split:] for block in real])
+            torch.mm(left.T, right, out=self.grads[j])
+            self.matrices[j].grad = self.grads[j]
         return send.numel() * send.element_size()
 
-    def _sum_dense(
-        self, own: list[tuple[torch.Tensor, torch.Tensor] | None], factored: list[bool]
-    ) -> int:
+    def _sum_dense(self, own: Sequence[Factors | None], factored: list[bool]) -> int:
         """All-reduce the matrices not `factored` as dense gradients, in one buffer. Bytes sent."""
         dense = [
             (m, f) for m, f, fact in zip(self.matrices, own, factored, strict=True) if not fact

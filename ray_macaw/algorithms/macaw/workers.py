@@ -162,10 +162,9 @@ class InnerLoopWorker:
         matrices = transform_matrices(model) if settings.inner_config.low_rank_wt else []
         factored = {id(m) for m in matrices}
         self.gatherer = FactorGather(matrices)
-        self.reducer = replicas.GradientReducer(
-            [p for p in model.parameters() if id(p) not in factored], num_flags=1
-        )
-        self.rank = -1
+        self.dense = [p for p in model.parameters() if id(p) not in factored]
+        self.reducer: replicas.GradientReducer | None = None  # sized by the group (`join`)
+        self.rank = self.world = -1
         self.listener: socket.socket | None = None
 
     def address(self) -> tuple[str, int]:
@@ -180,7 +179,10 @@ class InnerLoopWorker:
         listener, self.listener = (self.listener if rank == 0 else None), None
         backend = replicas.backend_for(device)
         replicas.join_group(rank, world_size, address, port, backend, listener)
-        self.rank = rank
+        self.rank, self.world = rank, world_size
+        # Flags: the non-finite count, then every rank's factor rows per matrix (`row_slots`).
+        num_flags = 1 + world_size * len(self.gatherer.matrices)
+        self.reducer = replicas.GradientReducer(self.dense, num_flags=num_flags)
 
     def step(self, requests: Sequence[TaskRequest], divisor: float, first: bool) -> ReplicaStep:
         """Alg. 1 L6-L14 for this replica's share `requests` of the step's tasks."""
@@ -188,11 +190,15 @@ class InnerLoopWorker:
         model.zero_grad(set_to_none=True)
         with matrix_grad_factors() as factors:  # the transform matrices' dM stay factored
             stats = self.computer.accumulate(requests, divisor) if requests else {}
+        assert self.reducer is not None, "join the group before the first step"
         bad_losses = float(not np.isfinite(list(stats.values())).all())
         # One all-reduce (the other gradients, which parameters have one, the non-finite
-        # count) and one all-gather of the matrices' factors, which each replica sums alike.
-        (bad_anywhere,) = self.reducer.all_reduce([bad_losses])
-        self.gatherer.gather(factors)
+        # count, every rank's factor rows) and one all-gather of the matrices' factors, which
+        # each replica sums alike.
+        own = self.gatherer.own(factors)
+        slots = self.gatherer.row_slots(own, self.rank, self.world)
+        bad_anywhere, *rows = self.reducer.all_reduce([bad_losses, *slots])
+        self.gatherer.gather(own, rows)
         norms = dict(gradient_norms(model))
         if first and self.rank == 0:
             warn_learned_lrs_without_gradient(model, self.settings.inner_config)
@@ -214,6 +220,7 @@ class InnerLoopWorker:
 
     def collective_bytes(self) -> dict[str, int]:
         """Bytes this replica put into the last step's all-reduce and all-gather."""
+        assert self.reducer is not None, "join the group first"
         return {"all_reduce": self.reducer.nbytes, "all_gather": self.gatherer.sent_bytes}
 
     def node_id(self) -> str:
