@@ -26,3 +26,14 @@ def ray_local() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Point-robot data as tune_configs/smoke expects (train 0, 1, 2, 4; held out 3): 400
+    random transitions per task."""
+    from helpers import write_root
+
+    root = tmp_path_factory.mktemp("smoke-data")
+    write_root(root, "point-robot", task_ids=(0, 1, 2, 3, 4), episodes=20, rows_per_part=200)
+    return str(root)

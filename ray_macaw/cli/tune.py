@@ -17,6 +17,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from ray_macaw.tune.spec import load_tune_spec, storage_location
 
     spec = load_tune_spec(args.file, parse_overrides(args.set))
+    if args.variants or args.seeds:
+        spec = spec.part(_names(args.variants), [int(s) for s in _names(args.seeds)] or None)
     if args.name:
         spec = replace(spec, name=args.name)
     if args.storage_path:
@@ -26,6 +28,26 @@ def cmd_tune(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(f"report: ray-macaw report {summary['experiment']}")
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def cmd_archive(args: argparse.Namespace) -> None:
+    """`ray-macaw archive RUN_DIR --into RECORD`: the finished trials, small enough to commit."""
+    from ray_macaw.report.record import archive
+
+    summary = archive(args.run_dir, args.into)
+    if args.json:
+        print(json.dumps(vars(summary), indent=2))
+        return
+    print(f"added to {args.into}: {', '.join(summary.added) or 'none'}")
+    if summary.already_recorded:
+        print(f"already recorded (same variant and seed): {', '.join(summary.already_recorded)}")
+    if summary.unfinished:
+        print(f"not finished, left out: {', '.join(summary.unfinished)}")
+    print(f"report: ray-macaw report {args.into}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -94,7 +116,26 @@ def add_parsers(sub: Any) -> None:
         set_example="data_root=/shared/data",
         storage_help="where results go (local path or s3://, gs://)",
     )
+    tune.add_argument(
+        "--variants",
+        default=None,
+        metavar="A,B",
+        help="run only these variants (a part of a run that spans machines; see `archive`)",
+    )
+    tune.add_argument("--seeds", default=None, metavar="0,1", help="run only these seeds")
     tune.set_defaults(func=cmd_tune)
+
+    archive = sub.add_parser(
+        "archive",
+        help="copy an experiment's finished trials (figures, no checkpoints) into a record",
+        description="Copy every finished trial's params.json and the result rows a report "
+        "reads into RECORD, which `ray-macaw report` reads like an experiment; parts of one run "
+        "(tune --variants/--seeds) join the same record.",
+    )
+    archive.add_argument("run_dir", help="<storage_path>/<name> of a `ray-macaw tune` run")
+    archive.add_argument("--into", required=True, metavar="RECORD", help="the record directory")
+    archive.add_argument("--json", action="store_true")
+    archive.set_defaults(func=cmd_archive)
 
     report = sub.add_parser(
         "report", help="table and learning curves of a Tune experiment or a train run"

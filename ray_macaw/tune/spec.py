@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,24 @@ class TuneSpec:
         settings)."""
         config, _ = config_from_dict(self.config)
         return config
+
+    def part(self, variants: list[str], seeds: list[int] | None) -> TuneSpec:
+        """The experiment restricted to some of its variants (all when empty) and seeds (all
+        when None): one part of a run that spans machines (`report/record.py`)."""
+        unknown = sorted(set(variants) - set(self.variants))
+        if unknown:
+            raise RunConfigError(
+                f"no variant {unknown} in this experiment",
+                f"choose from {sorted(self.variants)}",
+            )
+        missing = sorted(set(seeds or []) - set(self.seeds))
+        if missing:
+            raise RunConfigError(
+                f"seeds {missing} are not in this experiment's seeds {list(self.seeds)}",
+                "choose from them (a part of a run runs the experiment's own trials)",
+            )
+        chosen = {k: v for k, v in self.variants.items() if not variants or k in variants}
+        return replace(self, variants=chosen, seeds=tuple(seeds) if seeds else self.seeds)
 
     def trial_settings(self) -> list[dict[str, Any]]:
         """Flat settings of every grid point (variants x seeds x grid values); a sampled
