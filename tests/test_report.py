@@ -252,10 +252,21 @@ def test_a_record_refuses_another_experiment_and_leaves_out_unfinished_trials(
 
 def test_a_part_of_a_run_names_unknown_variants_and_seeds(smoke_root: str) -> None:
     spec = load_tune_spec(CONFIGS / "smoke/ood_finetune.yaml", {"data_root": smoke_root})
-    part = spec.part(["mt_ft"], None)
-    assert list(part.variants) == ["mt_ft"] and part.seeds == spec.seeds
-    assert [t["variant"] for t in part.trial_settings()] == ["mt_ft"]
+    part = spec.part(["pearl_ft", "mt_ft"], None)
+    assert list(part.variants) == ["pearl_ft", "mt_ft"] and part.seeds == spec.seeds
+    assert [t["variant"] for t in part.trial_settings()] == ["pearl_ft", "mt_ft"]
     with pytest.raises(RunConfigError, match=r"no variant \['nope'\].*choose from"):
         spec.part(["nope"], None)
     with pytest.raises(RunConfigError, match=r"seeds \[5\] are not in"):
         spec.part([], [5])
+
+
+def test_tune_takes_a_part_of_the_experiment_from_the_command_line(
+    smoke_root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = str(CONFIGS / "smoke/ood_finetune.yaml")
+    args = ["tune", file, "--set", f"data_root={smoke_root}", "--variants", "macaw,nope"]
+    assert main(args) == 2
+    assert "no variant ['nope'] in this experiment" in capsys.readouterr().err
+    assert main([*args[:4], "--seeds", "0,3"]) == 2
+    assert "seeds [3] are not in" in capsys.readouterr().err

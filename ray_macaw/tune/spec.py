@@ -105,8 +105,9 @@ class TuneSpec:
         return config
 
     def part(self, variants: list[str], seeds: list[int] | None) -> TuneSpec:
-        """The experiment restricted to some of its variants (all when empty) and seeds (all
-        when None): one part of a run that spans machines (`report/record.py`)."""
+        """The experiment restricted to some of its variants (all when empty; trials start in
+        the order given) and seeds (all when None): one part of a run that spans machines
+        (`report/record.py`)."""
         unknown = sorted(set(variants) - set(self.variants))
         if unknown:
             raise RunConfigError(
@@ -119,7 +120,7 @@ class TuneSpec:
                 f"seeds {missing} are not in this experiment's seeds {list(self.seeds)}",
                 "choose from them (a part of a run runs the experiment's own trials)",
             )
-        chosen = {k: v for k, v in self.variants.items() if not variants or k in variants}
+        chosen = {k: self.variants[k] for k in variants} if variants else self.variants
         return replace(self, variants=chosen, seeds=tuple(seeds) if seeds else self.seeds)
 
     def trial_settings(self) -> list[dict[str, Any]]:
