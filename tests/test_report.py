@@ -270,3 +270,20 @@ def test_tune_takes_a_part_of_the_experiment_from_the_command_line(
     assert "no variant ['nope'] in this experiment" in capsys.readouterr().err
     assert main([*args[:4], "--seeds", "0,3"]) == 2
     assert "seeds [3] are not in" in capsys.readouterr().err
+    assert main([*args[:4], "--seeds", "0,x"]) == 2
+    assert "--seeds '0,x' is not a list of integers" in capsys.readouterr().err
+
+
+def test_trials_that_differ_only_in_a_searched_setting_are_both_recorded(tmp_path: Path) -> None:
+    run = tmp_path / "search"
+    run.mkdir()
+    spec = {"name": "search", "config": {}, "variants": {}, "search": {"outer_policy_lr": [1, 2]},
+            "seeds": [0], "stop_meta_steps": 2}  # fmt: skip
+    (run / SPEC_FILE).write_text(yaml.safe_dump(spec))
+    for lr in (1, 2):
+        trial = run / f"trial_lr{lr}"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"seed": 0, "outer_policy_lr": lr}))
+        (trial / "result.json").write_text(json.dumps({"training_iteration": 2}) + "\n")
+    done = archive(run, tmp_path / "record")
+    assert done.added == ["trial_lr1", "trial_lr2"] and not done.already_recorded

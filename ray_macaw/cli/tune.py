@@ -18,7 +18,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
     spec = load_tune_spec(args.file, parse_overrides(args.set))
     if args.variants or args.seeds:
-        spec = spec.part(_names(args.variants), [int(s) for s in _names(args.seeds)] or None)
+        spec = spec.part(_names(args.variants), _seeds(args.seeds) or None)
     if args.name:
         spec = replace(spec, name=args.name)
     if args.storage_path:
@@ -32,6 +32,17 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def _names(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _seeds(value: str | None) -> list[int]:
+    from ray_macaw.training.run_file import RunConfigError
+
+    try:
+        return [int(s) for s in _names(value)]
+    except ValueError:
+        raise RunConfigError(
+            f"--seeds {value!r} is not a list of integers", "write e.g. --seeds 0,1"
+        ) from None
 
 
 def cmd_archive(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ archive RUN_DIR --into RECORD` then copies every finished trial's `params.json`,
 `result.json` that a report reads (the held-out evaluations and the last row) and its
 fine-tuning table into RECORD, a directory `ray-macaw report` reads like an experiment.
 Checkpoints stay behind. Trials join a record only when their experiment's settings equal the
-record's (the same data, the same evaluation), and a variant's seed only once.
+record's (the same data, the same evaluation), and each trial (variant, seed, searched values) once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ArchiveSummary:
     """What `archive` did, trial by trial."""
 
     added: list[str] = field(default_factory=list)
-    already_recorded: list[str] = field(default_factory=list)  # that variant and seed were there
+    already_recorded: list[str] = field(default_factory=list)  # its variant and seed were there
     unfinished: list[str] = field(default_factory=list)  # short of stop_meta_steps, or failed
 
 
@@ -48,7 +48,7 @@ def archive(run_dir: str | Path, record: str | Path) -> ArchiveSummary:
     summary = ArchiveSummary()
     for trial in sorted(p for p in run_dir.iterdir() if (p / PARAMS_FILE).is_file()):
         params = json.loads((trial / PARAMS_FILE).read_text())
-        key = (params.get("variant"), params.get("seed"))
+        key = _trial_key(params, spec)
         rows = _kept_rows(trial / RESULT_FILE)
         last = rows[-1] if rows else {}
         if int(last.get("training_iteration") or 0) < spec["stop_meta_steps"]:
@@ -80,7 +80,7 @@ def _spec(run_dir: Path) -> dict[str, Any]:
 
 
 def _check_same_experiment(spec: dict[str, Any], record: Path) -> dict[tuple, str]:
-    """The record's (variant, seed) -> trial, after checking `spec` may join it."""
+    """The record's trials by `_trial_key`, after checking `spec` may join it."""
     if not (record / SPEC_FILE).is_file():
         if record.exists() and any(record.iterdir()):
             raise DataError(
@@ -103,7 +103,14 @@ def _check_same_experiment(spec: dict[str, Any], record: Path) -> dict[tuple, st
             "archive it into a record of its own (its trials are another experiment)",
             record,
         )
-    return {(p.get("variant"), p.get("seed")): trial.name for trial, p in _recorded_params(record)}
+    return {_trial_key(p, spec): trial.name for trial, p in _recorded_params(record)}
+
+
+def _trial_key(params: dict[str, Any], spec: dict[str, Any]) -> tuple:
+    """What tells a trial apart from the others of its experiment: variant, seed and the values
+    of the searched settings."""
+    searched = tuple(json.dumps(params.get(k), sort_keys=True) for k in spec.get("search") or {})
+    return (params.get("variant"), params.get("seed"), *searched)
 
 
 def _recorded_params(record: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
