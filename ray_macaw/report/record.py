@@ -22,6 +22,7 @@ import yaml
 
 from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.outputs import EVALUATION_AT_START, FINETUNE_FILE, SPEC_FILE
+from ray_macaw.report.runs import json_lines
 
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
@@ -132,18 +133,13 @@ def _kept_rows(path: Path) -> list[dict[str, Any]]:
     step reported twice (a trial retried from a checkpoint) keeps its last report."""
     by_step: dict[int, dict[str, Any]] = {}
     last: dict[str, Any] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line (a run killed mid-write)
-                continue
-            if row.get("training_iteration") is None:
-                continue
-            kept = {k: row[k] for k in KEPT_ROW_KEYS if k in row}
-            last = kept
-            if "evaluation" in row or EVALUATION_AT_START in row:
-                by_step[int(row["training_iteration"])] = kept
+    for row in json_lines(path):  # a torn last line (a run killed mid-write) is skipped
+        if row.get("training_iteration") is None:
+            continue
+        kept = {k: row[k] for k in KEPT_ROW_KEYS if k in row}
+        last = kept
+        if "evaluation" in row or EVALUATION_AT_START in row:
+            by_step[int(row["training_iteration"])] = kept
     if last:
         by_step[int(last["training_iteration"])] = last
     return [by_step[k] for k in sorted(by_step)]

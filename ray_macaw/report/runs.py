@@ -79,7 +79,7 @@ def load_runs(path: str | Path) -> list[Run]:
         label = ", ".join(_label_part(k, params[trial].get(k)) for k in varied) or path.name
         run = Run(trial.name, label, int(params[trial].get("seed") or 0))
         # A trial retried from a checkpoint reports the steps after it again: the last one counts.
-        rows = {r.get("training_iteration"): r for r in _json_lines(trial / "result.json")}
+        rows = {r.get("training_iteration"): r for r in json_lines(trial / "result.json")}
         for step, result in sorted((k, v) for k, v in rows.items() if k is not None):
             _add_point(run, result.get(EVALUATION_AT_START), 0)  # the untrained model
             _add_point(run, result.get("evaluation"), step)
@@ -116,7 +116,7 @@ def unfinished_runs(runs: list[Run]) -> list[str]:
 
 def _train_run(path: Path) -> Run:
     run = Run(path.name, path.name, 0)
-    for row in _json_lines(path / METRICS_FILE):
+    for row in json_lines(path / METRICS_FILE):
         _add_point(run, row, row.get("meta_step"))
     return run
 
@@ -159,7 +159,7 @@ def _label_part(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+def json_lines(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSON-lines file; a torn last line (a run killed mid-write) is skipped."""
     if not path.exists():
         return
