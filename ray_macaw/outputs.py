@@ -31,6 +31,9 @@ SKIPPED_STEPS = "num_non_finite_steps_skipped"  # updates skipped for a non-fini
 HELD_OUT = "held_out"
 PRE_ADAPTATION, POST_ADAPTATION = "pre_adaptation_return_mean", "post_adaptation_return_mean"
 HELD_OUT_KEYS = (PRE_ADAPTATION, POST_ADAPTATION)
+# In every result: `TaskDatasets.fingerprint` of the parts the run reads (trials on other bytes,
+# e.g. data collected again on another machine, never join one record: report/record.py).
+DATA_FINGERPRINT = "data_fingerprint"
 # The held-out evaluation of the untrained model (meta-step 0), in the first result only, so that
 # learning curves start where training starts (the authors evaluate at step 0, spec §7.1).
 EVALUATION_AT_START = "evaluation_at_start"

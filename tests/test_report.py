@@ -18,8 +18,9 @@ from ray_macaw.algorithms.common.checkpoints import open_checkpoint
 from ray_macaw.algorithms.macaw.algorithm import MACAW
 from ray_macaw.algorithms.pearl.algorithm import PEARL
 from ray_macaw.cli.main import main
+from ray_macaw.data.datasets import TaskDatasets
 from ray_macaw.errors import DataError, MissingDataError
-from ray_macaw.outputs import FINETUNE_FILE, SPEC_FILE
+from ray_macaw.outputs import DATA_FINGERPRINT, FINETUNE_FILE, SPEC_FILE
 from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
 from ray_macaw.report.record import archive
 from ray_macaw.report.runs import Run
@@ -75,6 +76,26 @@ def test_every_result_carries_the_latest_held_out_figures(
         == held_out[2]["post_adaptation_return_mean"]
     )
     assert held_out[2]["meta_step"] == 2 and held_out[3]["meta_step"] == 4
+
+
+def test_every_result_names_the_bytes_it_was_trained_on(
+    finetune_experiment: tuple[Path, dict], smoke_root: str, tmp_path: Path
+) -> None:
+    _, summary = finetune_experiment
+    data = TaskDatasets(smoke_root, "point-robot")
+    read = data.fingerprint([0, 1, 2, 3, 4])  # the smoke split: train 0-2 and 4, held out 3
+    for trial in summary["trials"]:  # MACAW and PEARL alike
+        rows = (Path(trial["trial_dir"]) / "result.json").read_text().splitlines()
+        assert {json.loads(row)[DATA_FINGERPRINT] for row in rows} == {read}
+    assert data.fingerprint([4, 3, 2, 1, 0, 0]) == read  # a set of tasks, in any order
+    assert data.fingerprint([0, 1, 2, 4]) != read
+    # one part collected again with other bytes: another fingerprint
+    copy = Path(shutil.copytree(smoke_root, tmp_path / "copy"))
+    manifest = copy / "point-robot" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["tasks"]["3"]["parts"][1]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(doc))
+    assert TaskDatasets(copy, "point-robot").fingerprint([0, 1, 2, 3, 4]) != read
 
 
 def test_report_shows_variants_and_fine_tuning_budgets(
@@ -248,6 +269,35 @@ def test_a_record_refuses_another_experiment_and_leaves_out_unfinished_trials(
         archive(path, trial)
     with pytest.raises(MissingDataError, match="not a `ray-macaw tune` experiment"):
         archive(trial, tmp_path / "record-3")
+
+
+def test_a_record_refuses_trials_trained_on_other_data(
+    finetune_experiment: tuple[Path, dict], tmp_path: Path
+) -> None:
+    path, _ = finetune_experiment
+    other = Path(shutil.copytree(path, tmp_path / "other", ignore=shutil.ignore_patterns("ch*")))
+    mt_ft = next(other.glob("mt_ft*"))  # as if this trial had read data collected again
+    rows = [json.loads(r) for r in (mt_ft / "result.json").read_text().splitlines()]
+    (mt_ft / "result.json").write_text(
+        "".join(json.dumps({**r, DATA_FINGERPRINT: "elsewhere"}) + "\n" for r in rows)
+    )
+    with pytest.raises(DataError, match=rf"trials \['{mt_ft.name}'\] read other data"):
+        archive(other, tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # nothing written
+    # a record's trials against a later part's: the part is refused, the record kept as it was
+    record = tmp_path / "record"
+    for trial in other.iterdir():
+        if trial.name.startswith("mt_ft"):
+            shutil.move(trial, tmp_path / trial.name)
+    archive(other, record)
+    for trial in other.iterdir():
+        if trial.is_dir():
+            shutil.rmtree(trial)
+    shutil.move(tmp_path / mt_ft.name, mt_ft)
+    before = sorted(p.name for p in record.iterdir())
+    with pytest.raises(DataError, match=r"read other data than macaw.*against [0-9a-f]{16}"):
+        archive(other, record)
+    assert sorted(p.name for p in record.iterdir()) == before
 
 
 def test_a_part_of_a_run_names_unknown_variants_and_seeds(smoke_root: str) -> None:

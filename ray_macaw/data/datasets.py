@@ -90,6 +90,16 @@ class TaskDatasets:
             )
         return record
 
+    def fingerprint(self, task_ids: Iterable[int]) -> str:
+        """A short digest of these tasks' parts (their manifest sha256s, in task and part order):
+        equal fingerprints mean byte-identical data, so results trained on data collected again
+        elsewhere can be told apart from results on the same data (`report/record.py`)."""
+        digest = hashlib.sha256()
+        for task_id in sorted(set(task_ids)):
+            for part in self.task_record(task_id).parts:
+                digest.update(f"{task_id} {part.file} {part.sha256}\n".encode())
+        return digest.hexdigest()[:16]
+
     def part_paths(self, task_id: int) -> list[Path | ObjectPath]:
         """Paths of the task's parts, checking that each exists."""
         paths = [self.family_dir / p.file for p in self.task_record(task_id).parts]

@@ -6,7 +6,8 @@ archive RUN_DIR --into RECORD` then copies every finished trial's `params.json`,
 `result.json` that a report reads (the held-out evaluations and the last row) and its
 fine-tuning table into RECORD, a directory `ray-macaw report` reads like an experiment.
 Checkpoints stay behind. Trials join a record only when their experiment's settings equal the
-record's (the same data, the same evaluation), and each trial (variant, seed, searched values) once.
+record's (the same data root, the same evaluation) and every trial read the same bytes as the
+record's (`DATA_FINGERPRINT`), and each trial (variant, seed, searched values) once.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from typing import Any
 import yaml
 
 from ray_macaw.errors import DataError, MissingDataError
-from ray_macaw.outputs import EVALUATION_AT_START, FINETUNE_FILE, SPEC_FILE
+from ray_macaw.outputs import DATA_FINGERPRINT, EVALUATION_AT_START, FINETUNE_FILE, SPEC_FILE
 from ray_macaw.report.runs import json_lines
 
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 # What a part of a run may choose for itself; every other setting must equal the record's.
 PART_KEYS = {"name", "storage_path", "variants", "seeds", "max_concurrent_trials"}
-KEPT_ROW_KEYS = ("training_iteration", "done", "evaluation", EVALUATION_AT_START)
+KEPT_ROW_KEYS = ("training_iteration", "done", "evaluation", EVALUATION_AT_START, DATA_FINGERPRINT)
 
 
 @dataclass
@@ -45,8 +46,8 @@ def archive(run_dir: str | Path, record: str | Path) -> ArchiveSummary:
     run_dir, record = Path(run_dir), Path(record)
     spec = _spec(run_dir)
     recorded = _check_same_experiment(spec, record)
-    record.mkdir(parents=True, exist_ok=True)
     summary = ArchiveSummary()
+    new: list[tuple[Path, dict[str, Any], list[dict[str, Any]]]] = []
     for trial in sorted(p for p in run_dir.iterdir() if (p / PARAMS_FILE).is_file()):
         params = json.loads((trial / PARAMS_FILE).read_text())
         key = _trial_key(params, spec)
@@ -57,14 +58,18 @@ def archive(run_dir: str | Path, record: str | Path) -> ArchiveSummary:
         elif key in recorded:
             summary.already_recorded.append(trial.name)
         else:
-            out = record / trial.name
-            out.mkdir()
-            (out / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
-            (out / RESULT_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-            if (trial / FINETUNE_FILE).is_file():  # the fine-tuning table, when it ran
-                shutil.copyfile(trial / FINETUNE_FILE, out / FINETUNE_FILE)
+            new.append((trial, params, rows))
             recorded[key] = trial.name
             summary.added.append(trial.name)
+    _check_same_data({t.name: rows[-1] for t, _, rows in new}, record)  # before writing any
+    record.mkdir(parents=True, exist_ok=True)
+    for trial, params, rows in new:
+        out = record / trial.name
+        out.mkdir()
+        (out / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+        (out / RESULT_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if (trial / FINETUNE_FILE).is_file():  # the fine-tuning table, when it ran
+            shutil.copyfile(trial / FINETUNE_FILE, out / FINETUNE_FILE)
     (record / SPEC_FILE).write_text(yaml.safe_dump(_merged(spec, record), sort_keys=False))
     return summary
 
@@ -105,6 +110,34 @@ def _check_same_experiment(spec: dict[str, Any], record: Path) -> dict[tuple, st
             record,
         )
     return {_trial_key(p, spec): trial.name for trial, p in _recorded_params(record)}
+
+
+def _check_same_data(last_rows: dict[str, dict[str, Any]], record: Path) -> None:
+    """Refuse trials (by name: their last kept row) trained on other bytes than the record's
+    trials, or than each other: the same settings on data collected again elsewhere (another
+    machine's floating point, another library version) are another experiment."""
+    seen = {
+        name: row.get(DATA_FINGERPRINT)
+        for name, row in [*_recorded_last_rows(record), *last_rows.items()]
+    }
+    if len(set(seen.values())) > 1:
+        first = next(iter(seen))
+        differ = {name: fp for name, fp in seen.items() if fp != seen[first]}
+        raise DataError(
+            f"trials {sorted(differ)} read other data than {first} (data fingerprints "
+            f"{sorted(set(differ.values()), key=str)} against {seen[first]})",
+            "archive them into a record of their own, or train them again on the record's data "
+            "(the same parts byte for byte: `TaskDatasets.fingerprint`)",
+            record,
+        )
+
+
+def _recorded_last_rows(record: Path) -> list[tuple[str, dict[str, Any]]]:
+    if not record.is_dir():
+        return []
+    return [
+        (trial.name, _kept_rows(trial / RESULT_FILE)[-1]) for trial, _ in _recorded_params(record)
+    ]
 
 
 def _trial_key(params: dict[str, Any], spec: dict[str, Any]) -> tuple:

@@ -123,6 +123,14 @@ class OfflineMetaAlgorithm(Algorithm):
             cfg.outer_buffer(),
             {t: inner.task_record(t).rows for t in self.split.train},
         )
+        # Which bytes this run learns from: outer buffers from `data_root`, inner and test
+        # buffers from the inner root (a record refuses to mix trials on other data).
+        read = {*self.split.train, *self.split.test}
+        self.data_fingerprint = (
+            data.fingerprint(read)
+            if self.inner_data_root == self.data_root
+            else data.fingerprint(self.split.train) + "+" + inner.fingerprint(read)
+        )
         return data
 
     def inner_worker_nodes(self) -> list[str]:
@@ -132,8 +140,9 @@ class OfflineMetaAlgorithm(Algorithm):
     @override(Algorithm)
     def step(self) -> dict[str, Any]:
         """RLlib's step, plus `held_out`: the latest evaluation's means (see metrics.HELD_OUT),
-        and before the first meta-step an evaluation of the untrained model
-        (`metrics.EVALUATION_AT_START`, with `eval_at_start` and evaluation on)."""
+        the data's fingerprint (`TaskDatasets.fingerprint`), and before the first meta-step an
+        evaluation of the untrained model (`metrics.EVALUATION_AT_START`, with `eval_at_start`
+        and evaluation on)."""
         at_start = None
         if (
             self.num_meta_steps == 0
@@ -150,6 +159,7 @@ class OfflineMetaAlgorithm(Algorithm):
             self.held_out = {k: evaluation[k] for k in O.HELD_OUT_KEYS}
             self.held_out["meta_step"] = self.num_meta_steps
         results[O.HELD_OUT] = dict(self.held_out)
+        results[O.DATA_FINGERPRINT] = self.data_fingerprint
         return results
 
     def _finite(self, values: Mapping[str, float]) -> bool:
