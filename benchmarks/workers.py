@@ -162,7 +162,7 @@ def compute_seconds(algo: Any, repeats: int = 3) -> dict[str, float]:
     """One torch thread: the meta-gradient of 1 and of 5 tasks, and the Adam steps."""
     import torch
 
-    from ray_macaw.algorithms.macaw.workers import add_adam_step
+    from ray_macaw.algorithms.replica.workers import add_adam_step
     from ray_macaw.data.batches import sample_requests
 
     cfg, threads = algo.config, torch.get_num_threads()

@@ -10,7 +10,7 @@ from ray_macaw import MACAWConfig
 from ray_macaw.algorithms.common.devices import resolve_device, to_cpu, to_device
 from ray_macaw.algorithms.common.replicas import load_training_state, training_state
 from ray_macaw.algorithms.macaw.validation import MACAWConfigError
-from ray_macaw.algorithms.macaw.workers import GradientComputer
+from ray_macaw.algorithms.replica.workers import GradientComputer
 from ray_macaw.macaw import (
     InnerLoopConfig,
     MACAWModel,
@@ -83,7 +83,7 @@ def test_gradient_computer_moves_batches_to_the_model_device(
 ) -> None:
     """Batches are gathered on the CPU and handed to the meta-step on the model's device (here
     torch's 'meta' device, which any machine has), once for all tasks."""
-    from ray_macaw.algorithms.macaw import workers
+    from ray_macaw.algorithms.replica import workers
 
     calls = []
     monkeypatch.setattr(

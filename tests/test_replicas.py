@@ -4,6 +4,8 @@ identical replicas, no weights per step, a non-finite step skipped everywhere, r
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +187,16 @@ def test_each_rank_puts_its_factor_rows_in_its_own_slots() -> None:
     own = [(torch.ones(3, 6), torch.ones(3, 2)), None, (torch.ones(1, 4), torch.ones(1, 2))]
     # Rank 1 of 3: zeros but slots 3-5 (its row counts per matrix; none for the second).
     assert FactorGather(matrices).row_slots(own, rank=1, world=3) == [0, 0, 0, 3, 0, 1, 0, 0, 0]
+
+
+def test_a_replica_process_does_not_import_rllib() -> None:
+    """Its module and settings are RLlib-free: importing RLlib would cost each replica seconds."""
+    probe = (
+        "import sys, ray_macaw.algorithms.replica.workers as w; "
+        "print(sorted(m for m in sys.modules if m.startswith('ray.rllib')), w.InnerLoopWorker)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("[] ")  # and the replica actor class was defined
 
 
 def test_held_buffers_are_a_seventh_of_the_rows(root: str, runs: dict[int, Run]) -> None:

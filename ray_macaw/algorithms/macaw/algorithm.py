@@ -27,7 +27,7 @@ from ray_macaw.algorithms.common.offline_meta import OfflineMetaAlgorithm
 from ray_macaw.algorithms.common.replicas import load_training_state, training_state
 from ray_macaw.algorithms.macaw.config import MACAWConfig
 from ray_macaw.algorithms.macaw.worker_pool import InnerLoopPool
-from ray_macaw.algorithms.macaw.workers import (
+from ray_macaw.algorithms.replica.workers import (
     GradientComputer,
     ReplicaSettings,
     add_adam_step,

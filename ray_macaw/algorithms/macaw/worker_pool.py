@@ -21,7 +21,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from ray_macaw.algorithms.common.replicas import split_balanced
-from ray_macaw.algorithms.macaw.workers import (
+from ray_macaw.algorithms.replica.workers import (
     InnerLoopWorker,
     ReplicaSettings,
     ReplicaStep,
