@@ -272,18 +272,24 @@ def test_a_record_refuses_another_experiment_and_leaves_out_unfinished_trials(
 
 
 def test_a_record_refuses_trials_trained_on_other_data(
-    finetune_experiment: tuple[Path, dict], tmp_path: Path
+    finetune_experiment: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, _ = finetune_experiment
     other = Path(shutil.copytree(path, tmp_path / "other", ignore=shutil.ignore_patterns("ch*")))
     mt_ft = next(other.glob("mt_ft*"))  # as if this trial had read data collected again
     rows = [json.loads(r) for r in (mt_ft / "result.json").read_text().splitlines()]
+    read = rows[-1][DATA_FINGERPRINT]
     (mt_ft / "result.json").write_text(
         "".join(json.dumps({**r, DATA_FINGERPRINT: "elsewhere"}) + "\n" for r in rows)
     )
     with pytest.raises(DataError, match=rf"trials \['{mt_ft.name}'\] read other data"):
         archive(other, tmp_path / "new")
     assert not (tmp_path / "new").exists()  # nothing written
+    # a report of trials on different data says so
+    assert main(["report", str(other), "--out", str(tmp_path / "report"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["data_fingerprints"].keys() == {"elsewhere", read}
+    assert "these trials read different data" in err and "elsewhere: 1 trial(s)" in err
     # a record's trials against a later part's: the part is refused, the record kept as it was
     record = tmp_path / "record"
     for trial in other.iterdir():

@@ -79,7 +79,7 @@ def _report(args: argparse.Namespace, run_dirs: list[Path]) -> None:
 
     from ray_macaw.report.per_task import format_per_task, load_behaviour, per_task_rows
     from ray_macaw.report.remote import publish
-    from ray_macaw.report.runs import load_experiments, unfinished_runs
+    from ray_macaw.report.runs import data_fingerprints, load_experiments, unfinished_runs
     from ray_macaw.report.summary import format_table, plot_curves, plus_minus, summary_rows
 
     behaviour = load_behaviour(args.behaviour) if args.behaviour else None
@@ -92,12 +92,20 @@ def _report(args: argparse.Namespace, run_dirs: list[Path]) -> None:
             "FILE --resume`",
             file=sys.stderr,
         )
+    data = data_fingerprints(runs)
+    if len(data) > 1:
+        print(
+            "warning: these trials read different data (data fingerprints "
+            + "; ".join(f"{fp}: {len(names)} trial(s)" for fp, names in data.items())
+            + "): their figures do not pair; compare trials on one collection",
+            file=sys.stderr,
+        )
     rows, tasks = summary_rows(runs), per_task_rows(runs)
     out = Path(args.out or run_dirs[0])
     level = behaviour["behaviour_return_mean"] if behaviour else None
     title = " + ".join(d.name for d in run_dirs)
     png = plot_curves(runs, out / "learning_curves.png", title=title, behaviour=level)
-    doc = {"rows": rows, "per_task": tasks, "behaviour": behaviour}
+    doc = {"rows": rows, "per_task": tasks, "behaviour": behaviour, "data_fingerprints": data}
     (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     written = [png, out / "report.json"]
     # Uploaded beside an experiment on object storage unless --out names a local directory.

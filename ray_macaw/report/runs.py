@@ -18,6 +18,7 @@ import yaml
 
 from ray_macaw.errors import DataError, MissingDataError
 from ray_macaw.outputs import (
+    DATA_FINGERPRINT,
     EVALUATION_AT_START,
     FINETUNE_FILE,
     METRICS_FILE,
@@ -48,6 +49,7 @@ class Run:
     error: bool = False
     progress: int = 0  # last meta-step reported
     stop: int | None = None  # the experiment's stop_meta_steps, when its spec file says
+    data: str | None = None  # the data fingerprint its results report (None: not recorded)
 
     @property
     def evaluated(self) -> bool:
@@ -87,6 +89,7 @@ def load_runs(path: str | Path) -> list[Run]:
         run.error = (trial / "error.txt").exists() and not last.get("done", False)
         run.progress = int(last.get("training_iteration") or 0)
         run.stop = (spec or {}).get("stop_meta_steps")
+        run.data = last.get(DATA_FINGERPRINT)
         if (trial / FINETUNE_FILE).exists():
             run.finetune = json.loads((trial / FINETUNE_FILE).read_text())
         runs.append(run)
@@ -112,6 +115,16 @@ def unfinished_runs(runs: list[Run]) -> list[str]:
         for r in runs
         if r.stop is not None and r.progress < r.stop and not r.error
     ]
+
+
+def data_fingerprints(runs: list[Run]) -> dict[str, list[str]]:
+    """The runs (by name) that read each data fingerprint: more than one fingerprint means the
+    figures come from different bytes (data collected again elsewhere) and do not pair."""
+    named: dict[str, list[str]] = {}
+    for run in runs:
+        if run.data is not None:
+            named.setdefault(run.data, []).append(run.name)
+    return named
 
 
 def _train_run(path: Path) -> Run:
