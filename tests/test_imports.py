@@ -20,6 +20,7 @@ LAYERS = (
     ("ray_macaw.collect",),
     ("ray_macaw.evaluation",),
     ("ray_macaw.algorithms", "ray_macaw.algorithms.common"),
+    ("ray_macaw.algorithms.replica",),
     ("ray_macaw.algorithms.macaw", "ray_macaw.algorithms.pearl"),
     ("ray_macaw.training",),
     ("ray_macaw.tune", "ray_macaw.report"),
