@@ -14,6 +14,7 @@ from ray_macaw.pearl import (
     PEARLModelConfig,
     SACConfig,
     kl_to_standard_normal,
+    losses,
     meta_batch_step,
     product_of_gaussians,
 )
@@ -119,25 +120,24 @@ def test_actions_map_between_the_env_box_and_the_unit_box() -> None:
     assert action.abs().max() <= 0.1
 
 
-def test_one_step_trains_the_encoder_through_kl_and_q_loss_only() -> None:
-    model = small_model()
-    optimizers = {
-        "policy": torch.optim.Adam(model.policy.parameters(), lr=1e-3),
-        "qf1": torch.optim.Adam(model.qf1.parameters(), lr=1e-3),
-        "qf2": torch.optim.Adam(model.qf2.parameters(), lr=1e-3),
-        "vf": torch.optim.Adam(model.vf.parameters(), lr=1e-3),
-        "context": torch.optim.Adam(model.encoder.parameters(), lr=1e-3),
+def all_optimizers(model: PEARLModel) -> dict[str, torch.optim.Optimizer]:
+    nets = {"policy": "policy", "qf1": "qf1", "qf2": "qf2", "vf": "vf", "context": "encoder"}
+    return {k: torch.optim.Adam(getattr(model, v).parameters(), lr=1e-3) for k, v in nets.items()}
+
+
+def columns(tasks: int, rows: int) -> dict[str, torch.Tensor]:
+    return {
+        C.OBS: torch.randn(tasks, rows, 2),
+        C.ACTIONS: torch.rand(tasks, rows, 2) * 0.2 - 0.1,
+        C.REWARDS: torch.randn(tasks, rows),
+        C.NEXT_OBS: torch.randn(tasks, rows, 2),
+        C.TERMINATED: torch.zeros(tasks, rows),
     }
 
-    def columns(tasks: int, rows: int) -> dict[str, torch.Tensor]:
-        return {
-            C.OBS: torch.randn(tasks, rows, 2),
-            C.ACTIONS: torch.rand(tasks, rows, 2) * 0.2 - 0.1,
-            C.REWARDS: torch.randn(tasks, rows),
-            C.NEXT_OBS: torch.randn(tasks, rows, 2),
-            C.TERMINATED: torch.zeros(tasks, rows),
-        }
 
+def test_one_step_trains_the_encoder_through_kl_and_q_loss_only() -> None:
+    model = small_model()
+    optimizers = all_optimizers(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     target_before = [p.clone() for p in model.target_vf.parameters()]
     stats, finite = meta_batch_step(model, optimizers, columns(3, 5), columns(3, 7), SACConfig())
@@ -170,3 +170,35 @@ def test_a_non_finite_loss_moves_nothing() -> None:
     assert not finite
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_each_stage_computes_only_its_networks_gradients_and_matches_rlkit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The policy loss reaches the actions through both Qs but not the Qs' weights; the step is
+    bit for bit rlkit's, whose full backward passes compute and discard those gradients."""
+
+    def full_backward(loss, optimizers, names, model) -> bool:
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        for name in names:
+            optimizers[name].step()
+        return True
+
+    def two_steps() -> PEARLModel:
+        model = small_model()
+        optimizers = all_optimizers(model)
+        for _ in range(2):
+            meta_batch_step(model, optimizers, columns(3, 5), columns(3, 7), SACConfig())
+        return model
+
+    ours = two_steps()
+    # After the last stage (the policy's), only the policy holds gradients.
+    assert all(p.grad is not None for p in ours.policy.parameters())
+    for net in (ours.qf1, ours.qf2, ours.vf, ours.encoder):
+        assert all(p.grad is None for p in net.parameters())
+    monkeypatch.setattr(losses, "_apply", full_backward)
+    rlkit = two_steps()
+    assert all(p.grad is not None for p in rlkit.qf1.parameters())
+    for key, value in rlkit.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key

@@ -112,14 +112,20 @@ Optimizers = Mapping[str, torch.optim.Optimizer]
 def _apply(
     loss: torch.Tensor, optimizers: Optimizers, names: tuple[str, ...], model: PEARLModel
 ) -> bool:
-    """Backward `loss` and step the named optimizers; False (nothing moved) if non-finite."""
+    """Backward `loss` and step the named optimizers; False (nothing moved) if non-finite.
+
+    Only the stepped networks' gradients are computed (`backward(inputs=...)`): the policy
+    loss still backpropagates through both Qs to the actions, but not into their weights, which
+    rlkit computes and discards (~10% of a step, `benchmarks/pearl_step.py`)."""
     if not torch.isfinite(loss):
         return False
+    stepped = [optimizers[name] for name in names if name in optimizers]
     model.zero_grad(set_to_none=True)
-    loss.backward()
-    for name in names:
-        if name in optimizers:
-            optimizers[name].step()
+    loss.backward(
+        inputs=[p for opt in stepped for group in opt.param_groups for p in group["params"]]
+    )
+    for optimizer in stepped:
+        optimizer.step()
     return True
 
 
