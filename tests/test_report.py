@@ -215,6 +215,8 @@ def test_a_record_reports_as_its_experiment_and_holds_no_checkpoints(
     trial = Path(summary["trials"][0]["trial_dir"])
     kept = (record / trial.name / "result.json").read_text().splitlines()
     assert [json.loads(r)["training_iteration"] for r in kept] == [1, 2, 4]
+    # and each kept row's wall time, so the record says what the trial cost
+    assert all(json.loads(r)["time_total_s"] > 0 for r in kept)
     # archiving again adds nothing: each variant's seed is recorded once
     again = archive(path, record)
     assert not again.added and len(again.already_recorded) == 3

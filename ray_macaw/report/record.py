@@ -29,7 +29,15 @@ RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 # What a part of a run may choose for itself; every other setting must equal the record's.
 PART_KEYS = {"name", "storage_path", "variants", "seeds", "max_concurrent_trials"}
-KEPT_ROW_KEYS = ("training_iteration", "done", "evaluation", EVALUATION_AT_START, DATA_FINGERPRINT)
+# time_total_s: a record says what each trial cost (its wall seconds at every kept step).
+KEPT_ROW_KEYS = (
+    "training_iteration",
+    "done",
+    "evaluation",
+    EVALUATION_AT_START,
+    DATA_FINGERPRINT,
+    "time_total_s",
+)
 
 
 @dataclass
